@@ -1,0 +1,20 @@
+"""User-facing error types of avnas-nni.
+
+Every error a user can cause by bad input derives from :class:`AVNASError`, so a command-line face can
+catch that one class and print its one-line message instead of a traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = ["AVNASError", "DataError"]
+
+
+class AVNASError(Exception):
+    """Base class of every user-facing avnas-nni error; the message is one line."""
+
+
+class DataError(AVNASError, ValueError):
+    """Bad feature data: a config, split list or HDF5 file that does not follow the expected layout.
+
+    The message names the file and the offending field, video id or line, and what was expected.
+    """
