@@ -1,0 +1,1 @@
+"""Benchmarks of avnas-nni: paper tables, figures and speed measurements."""
