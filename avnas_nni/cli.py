@@ -1,4 +1,4 @@
-"""The ``avnas`` command line: ``avnas data synth|check`` and ``avnas space``.
+"""The ``avnas`` command line: ``data synth|check``, ``space``, ``search``, ``train``, ``evaluate``.
 
 Every user error (bad data, unknown preset, bad settings) ends as one line on stderr and exit code 2.
 """
@@ -59,6 +59,93 @@ def _cmd_space(args: argparse.Namespace) -> None:
     print(f"parameters (whole supernet): {sum(p.numel() for p in space.parameters()):,}")
 
 
+def _settings(args: argparse.Namespace, strategy: str):
+    from avnas_nni.pipeline import RunSettings
+
+    return RunSettings(strategy=strategy, data=args.data, bits=args.bits, search_epochs=getattr(args, "epochs", 0),
+                       finetune_epochs=args.finetune_epochs, batch_size=args.batch_size, seed=args.seed,
+                       device=args.device, preset=getattr(args, "preset", "paper"),
+                       prune=getattr(args, "prune", "argmax"), arch=getattr(args, "arch", None),
+                       search_lr=getattr(args, "lr", 1e-3), finetune_lr=args.finetune_lr)
+
+
+def _log_to(run_dir: Path) -> logging.Handler:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / "run.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def _print_result(metrics: dict, run_dir: Path) -> None:
+    from avnas_nni.runs import RunDir
+
+    arch = RunDir(run_dir).read_arch()["arch"]
+    topk = next(k for k in metrics if k.startswith("test_mAP@")).split("@")[1]
+    print(f"\narchitecture ({run_dir / 'arch.json'}):")
+    width = max(len(label) for label in arch)
+    for label, choice in arch.items():
+        print(f"  {label:<{width}}  {' + '.join(choice) if isinstance(choice, list) else choice}")
+    print(f"val  mAP@{topk}: {metrics[f'val_mAP@{topk}']:.4f}")
+    print(f"test mAP@{topk}: {metrics[f'test_mAP@{topk}']:.4f}   ({metrics['bits']} bits, {metrics['params']:,} "
+          f"parameters; run directory {run_dir})")
+
+
+def _cmd_search(args: argparse.Namespace) -> None:
+    from avnas_nni.pipeline import run_search
+
+    settings = _settings(args, args.strategy)
+    handler = _log_to(args.out)
+    try:
+        metrics = run_search(settings, args.out, resume=args.resume, progress=not args.no_progress)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    _print_result(metrics, args.out)
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from avnas_nni.pipeline import run_train
+
+    settings = _settings(args, "fixed")
+    handler = _log_to(args.out)
+    try:
+        metrics = run_train(settings, args.out, resume=args.resume, progress=not args.no_progress)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    _print_result(metrics, args.out)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from avnas_nni.pipeline import evaluate_run
+
+    report = evaluate_run(args.run, split=args.split, data=args.data)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    for key, value in report.items():
+        print(f"{key:<8} {value:.4f}")
+
+
+def _add_training_args(p: argparse.ArgumentParser, search: bool) -> None:
+    p.add_argument("--data", default="embedded", help="dataset JSON config, or 'embedded' (default)")
+    p.add_argument("--bits", type=int, default=64, help="code length q (default 64)")
+    p.add_argument("--out", type=Path, required=True, help="run directory to write")
+    if search:
+        p.add_argument("--epochs", type=int, default=3, help="supernet (coarse search) epochs (default 3)")
+        p.add_argument("--lr", type=float, default=1e-3, help="supernet weight learning rate (default 1e-3)")
+        p.add_argument("--preset", default="paper", help="search space preset: paper or authors")
+        p.add_argument("--prune", default="argmax", choices=("argmax", "top2"),
+                       help="argmax per cell (Arch-1) or the authors' top-2 M cells (Arch-2)")
+    p.add_argument("--finetune-epochs", type=int, default=10, help="fine-tuning / training epochs (default 10)")
+    p.add_argument("--finetune-lr", type=float, default=1e-3,
+                   help="fine-tune Adam learning rate (default 1e-3; the paper's 300-epoch runs use 1e-4)")
+    p.add_argument("--batch-size", type=int, default=32, help="triplets per batch (default 32; paper 128)")
+    p.add_argument("--seed", type=int, default=3346, help="seed of data order, sampling and α init")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``avnas`` argument parser."""
     parser = argparse.ArgumentParser(prog="avnas", description="AV-NAS audio-visual NAS for video hashing on NNI")
@@ -87,6 +174,27 @@ def build_parser() -> argparse.ArgumentParser:
     space.add_argument("--modalities", default="visual,audio", help="visual,audio | visual | audio")
     space.add_argument("--json", action="store_true", help="print as JSON")
     space.set_defaults(func=_cmd_space)
+
+    from strategies import STRATEGIES
+
+    search = sub.add_parser("search", help="search an architecture, prune, fine-tune, test; writes a run directory")
+    search.add_argument("--strategy", default="avnas", choices=sorted(STRATEGIES),
+                        help="avnas = the paper's one-level strategy; the others are NNI's baselines")
+    _add_training_args(search, search=True)
+    search.set_defaults(func=_cmd_search)
+
+    train = sub.add_parser("train", help="train a fixed architecture from scratch; writes a run directory")
+    train.add_argument("--arch", required=True,
+                       help="transformer | transformer_plus | mamba (optionally -visual/-audio), or an arch.json")
+    _add_training_args(train, search=False)
+    train.set_defaults(func=_cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="retrieval metrics of a finished run")
+    evaluate.add_argument("run", type=Path, help="run directory")
+    evaluate.add_argument("--split", default="test", choices=("val", "test"))
+    evaluate.add_argument("--data", help="evaluate on another dataset config with the same d and m")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(func=_cmd_evaluate)
     return parser
 
 
@@ -100,6 +208,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         args.func(args)
+    except KeyboardInterrupt:
+        print("avnas: interrupted; the last finished epoch is checkpointed: rerun the same command with --resume",
+              file=sys.stderr)
+        return 130
+    except FloatingPointError as exc:
+        print(f"avnas: error: {exc}; the last good epoch is checkpointed in the run directory", file=sys.stderr)
+        return 3
     except (AVNASError, ValueError) as exc:
         print(f"avnas: error: {exc}", file=sys.stderr)
         return 2

@@ -32,6 +32,8 @@ def count_architectures(space: ModelSpace) -> int:
 def check_sample(space: ModelSpace, sample: dict[str, Any], source: str = "architecture") -> None:
     """Raise a one-line ``ValueError`` unless ``sample`` names exactly the space's cells with valid choices.
 
+    A cell may also hold a list of two distinct candidates (Arch-2 pruning, summed).
+
     Parameters
     ----------
     source : str
@@ -45,5 +47,10 @@ def check_sample(space: ModelSpace, sample: dict[str, Any], source: str = "archi
     if extra:
         raise ValueError(f"{source}: cell(s) {extra} are not in this space; its cells are {list(known)}")
     for label, choice in sample.items():
+        if isinstance(choice, list):  # Arch-2 pruning keeps two candidates of a cell
+            if len(choice) != 2 or choice[0] == choice[1] or any(c not in known[label] for c in choice):
+                raise ValueError(f"{source}: cell {label!r} lists {choice!r}; expected two distinct candidates of "
+                                 f"{known[label]}")
+            continue
         if choice not in known[label]:
             raise ValueError(f"{source}: cell {label!r} has no candidate {choice!r}; expected one of {known[label]}")

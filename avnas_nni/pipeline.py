@@ -1,0 +1,356 @@
+"""Search → prune → fine-tune → test, writing a run directory (:mod:`avnas_nni.runs`).
+
+This is the workflow the CLI, the NNI trial entry and the benchmarks share: one function per command
+(:func:`run_search`, :func:`run_train`, :func:`evaluate_run`), each ending in the same run directory.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from nni.nas.execution import SequentialExecutionEngine
+from nni.nas.space import RawFormatModelSpace
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+
+from avnas_nni.codes import sign_codes
+from avnas_nni.evaluator import HashingModule, encode, load_split, make_evaluator
+from avnas_nni.metrics import retrieval_report
+from avnas_nni.runs import RunDir, RunError, load_weights, read_json, save_weights
+from search_spaces import AVNASSpace, check_sample, get_expert, single_modality
+from strategies import STRATEGIES, make_strategy, prune
+
+__all__ = ["RunSettings", "run_search", "run_train", "evaluate_run", "build_space", "load_run_model"]
+
+logger = logging.getLogger(__name__)
+
+#: Videos per inference-time figure (the paper reports 12.5k videos).
+INFER_VIDEOS = 12_500
+
+
+@dataclass
+class RunSettings:
+    """Everything that defines a run (saved as ``settings.json``)."""
+
+    strategy: str = "avnas"
+    data: str = "embedded"
+    bits: int = 64
+    search_epochs: int = 3
+    finetune_epochs: int = 10
+    batch_size: int = 128
+    seed: int = 3346
+    device: str = "cpu"
+    preset: str = "paper"
+    expand: int = 2
+    kernel_size: int = 4
+    modalities: tuple[str, ...] = ("visual", "audio")
+    up_down: bool = True
+    search_lr: float = 1e-3
+    arc_lr: float = 1e-3
+    finetune_lr: float = 1e-4
+    finetune_eps: float = 1e-3
+    tau: float = 0.1
+    n_neg: int = 4
+    topk: int = 100
+    prune: str = "argmax"
+    top2_ratio: float = 3.0
+    arch: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.modalities = tuple(self.modalities)
+        if self.strategy not in STRATEGIES and self.strategy != "fixed":
+            raise ValueError(f"unknown strategy {self.strategy!r}; expected one of {sorted(STRATEGIES)}")
+        for name in ("bits", "batch_size", "search_epochs", "finetune_epochs"):
+            value, least = getattr(self, name), 1 if name in ("bits", "batch_size") else 0
+            if not isinstance(value, int) or value < least:
+                raise ValueError(f"{name}: expected an integer ≥ {least}, got {value!r}")
+        if self.prune not in ("argmax", "top2"):
+            raise ValueError(f"prune: expected 'argmax' (Arch-1) or 'top2' (Arch-2), got {self.prune!r}")
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise ValueError(f"device: expected cpu, cuda or auto, got {self.device!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunSettings:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    @property
+    def accelerator(self) -> str:
+        if self.device == "auto":
+            return "gpu" if torch.cuda.is_available() else "cpu"
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device: cuda requested but torch sees no CUDA device")
+        return "gpu" if self.device == "cuda" else "cpu"
+
+
+def build_space(settings: RunSettings, **overrides: Any) -> AVNASSpace:
+    """The space of a run, with d and m taken from the data."""
+    visual, _, _ = load_split(settings.data, "val")
+    kwargs = dict(dim=visual.shape[2], length=visual.shape[1], bits=settings.bits, expand=settings.expand,
+                  kernel_size=settings.kernel_size, preset=settings.preset, modalities=settings.modalities,
+                  up_down=settings.up_down)
+    kwargs.update(overrides)
+    return AVNASSpace(**kwargs)
+
+
+class _EpochLog(Callback):
+    """Per-epoch loss, val mAP and seconds of a stage; its rows live in the checkpoints (resume-safe)."""
+
+    def __init__(self, stage: str):
+        self.stage, self.rows, self._start = stage, [], 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        metrics = trainer.callback_metrics
+        row = {"stage": self.stage, "epoch": trainer.current_epoch,
+               "seconds": round(time.perf_counter() - self._start, 3),
+               "train_loss": _float(metrics.get("train_loss_epoch")), "val_mAP": _float(metrics.get("val_mAP"))}
+        self.rows.append(row)
+        logger.info("%s epoch %d: loss %.4f, val mAP %.4f (%.1f s)", self.stage, row["epoch"],
+                    row["train_loss"] or float("nan"), row["val_mAP"] or float("nan"), row["seconds"])
+
+    def state_dict(self):
+        return {"rows": list(self.rows)}
+
+    def load_state_dict(self, state_dict):
+        self.rows = list(state_dict.get("rows", []))
+
+
+def _float(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def _trainer_kwargs(settings: RunSettings, run: RunDir, stage: str, progress: bool, monitor_best: bool):
+    callbacks = [_EpochLog(stage), ModelCheckpoint(dirpath=run.checkpoints(stage), filename="best",
+                                                   monitor="val_mAP" if monitor_best else None, mode="max",
+                                                   save_last=True, save_top_k=1, enable_version_counter=False,
+                                                   save_on_train_epoch_end=True)]
+    return dict(accelerator=settings.accelerator, enable_progress_bar=progress, callbacks=callbacks,
+                enable_checkpointing=True, deterministic=False)
+
+
+def _resume_path(run: RunDir, stage: str, resume: bool) -> str | None:
+    if not resume:
+        return None
+    last = run.last_checkpoint(stage)
+    return str(last) if last else None
+
+
+def _search(settings: RunSettings, run: RunDir, resume: bool, progress: bool):
+    """Stage 1: train the supernet with the strategy and export (sample, probs, supernet with W*)."""
+    pl.seed_everything(settings.seed, verbose=False)
+    space = build_space(settings)
+    kwargs = _trainer_kwargs(settings, run, "search", progress, monitor_best=False)
+    ckpt = _resume_path(run, "search", resume)
+    evaluator = make_evaluator(settings.data, max_epochs=settings.search_epochs, batch_size=settings.batch_size,
+                               lr=settings.search_lr, tau=settings.tau, n_neg=settings.n_neg, topk=settings.topk,
+                               seed=settings.seed, trainer_kwargs=kwargs,
+                               fit_kwargs={"ckpt_path": ckpt, "weights_only": False} if ckpt else None)
+    strategy = make_strategy(settings.strategy, seed=settings.seed, arc_learning_rate=settings.arc_lr,
+                             **settings.extra.get("strategy", {}))
+    started = time.perf_counter()
+    strategy(RawFormatModelSpace(space, evaluator), SequentialExecutionEngine())
+    search_seconds = time.perf_counter() - started
+    epoch_log = next(cb for cb in kwargs["callbacks"] if isinstance(cb, _EpochLog))
+    if settings.prune == "top2":
+        sample = strategy.export_top2(settings.top2_ratio, labels=lambda label: label.split("/")[-1].startswith("M"))
+    else:
+        sample = strategy.export()
+    probs = strategy.export_probs()
+    return sample, probs, strategy.supernet, epoch_log.rows, search_seconds
+
+
+def _finetune(model: torch.nn.Module, settings: RunSettings, run: RunDir, resume: bool, progress: bool):
+    """Stage 2: train a fixed network, keep the best-val-mAP weights (W**)."""
+    pl.seed_everything(settings.seed + 1, verbose=False)
+    module = HashingModule(settings.data, lr=settings.finetune_lr, eps=settings.finetune_eps, tau=settings.tau,
+                           n_neg=settings.n_neg, topk=settings.topk, seed=settings.seed + 1)
+    module.set_model(model)
+    evaluator = make_evaluator(settings.data, max_epochs=settings.finetune_epochs, batch_size=settings.batch_size,
+                               trainer_kwargs=_trainer_kwargs(settings, run, "finetune", progress, True))
+    ckpt = _resume_path(run, "finetune", resume)
+    trainer = evaluator.trainer
+    started = time.perf_counter()
+    if settings.finetune_epochs > 0:
+        trainer.fit(module, evaluator.train_dataloaders, evaluator.val_dataloaders, ckpt_path=ckpt, weights_only=False)
+        if trainer.interrupted:
+            raise KeyboardInterrupt("fine-tuning interrupted")
+    seconds = time.perf_counter() - started
+    epoch_log = next(cb for cb in trainer.callbacks if isinstance(cb, _EpochLog))
+    best = run.checkpoints("finetune") / "best.ckpt"
+    if best.is_file():
+        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        module.load_state_dict(state)
+    return module.model, epoch_log.rows, seconds
+
+
+def _test(model: torch.nn.Module, settings: RunSettings) -> dict[str, Any]:
+    model = model.eval()
+    device = "cuda" if settings.accelerator == "gpu" else "cpu"
+    model.to(device)
+    out: dict[str, Any] = {}
+    database = load_split(settings.data, "retrieval")
+    started = time.perf_counter()
+    db_codes = sign_codes(encode(model, database[0], database[1], device=device)).numpy()
+    db_seconds = time.perf_counter() - started
+    for split in ("val", "test"):
+        qv, qa, ql = load_split(settings.data, split)
+        q_codes = sign_codes(encode(model, qv, qa, device=device)).numpy()
+        report = retrieval_report(q_codes, db_codes, ql, database[2], topk=settings.topk)
+        out[split] = report
+    out["infer_seconds_per_12.5k"] = db_seconds / len(database[0]) * INFER_VIDEOS
+    return out
+
+
+def _params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _finish(run: RunDir, settings: RunSettings, space_kwargs: dict, sample: dict, probs: dict | None,
+            model: torch.nn.Module, history: list[dict], timings: dict[str, Any]) -> dict[str, Any]:
+    results = _test(model, settings)
+    run.save_model(model)
+    run.write_history(history)
+    metrics = {
+        "strategy": settings.strategy, "bits": settings.bits, "seed": settings.seed, "data": settings.data,
+        f"val_mAP@{settings.topk}": results["val"][f"mAP@{settings.topk}"],
+        f"test_mAP@{settings.topk}": results["test"][f"mAP@{settings.topk}"],
+        "mAP_normalisation": "hits (AV-NAS/AVHash form)",
+        "val": results["val"], "test": results["test"], "params": _params(model),
+        "infer_seconds_per_12.5k": results["infer_seconds_per_12.5k"], **timings,
+    }
+    run.write_json("metrics.json", metrics)
+    return metrics
+
+
+def _arch_record(settings: RunSettings, space_kwargs: dict, sample: dict, probs: dict | None) -> dict[str, Any]:
+    return {"space": space_kwargs, "strategy": settings.strategy, "prune": settings.prune, "arch": sample,
+            "probs": probs}
+
+
+def _space_kwargs(space: AVNASSpace) -> dict[str, Any]:
+    return {k: v for k, v in space.trace_kwargs.items()}
+
+
+def run_search(settings: RunSettings, out: str | Path, *, resume: bool = False, progress: bool = False) -> dict:
+    """Search with ``settings.strategy``, prune, fine-tune from the inherited weights, test; write ``out``."""
+    run = RunDir(out)
+    _prepare(run, settings, resume)
+    if run.arch_path.is_file() and resume and (run.path / "pruned_init.safetensors").is_file():
+        record = run.read_arch()
+        space = build_space(settings)
+        sample, probs = record["arch"], record.get("probs")
+        model = load_weights(prune(space, sample), run.path / "pruned_init.safetensors")
+        search_rows, search_seconds = record.get("search_history", []), record.get("search_seconds", 0.0)
+    else:
+        sample, probs, supernet, search_rows, search_seconds = _search(settings, run, resume, progress)
+        space = build_space(settings)
+        model = prune(copy.deepcopy(supernet), sample)
+        record = _arch_record(settings, _space_kwargs(space), sample, probs)
+        record.update(search_history=search_rows, search_seconds=search_seconds)
+        save_weights(model, run.path / "pruned_init.safetensors")
+        run.write_json("arch.json", record)
+    logger.info("architecture: %s", sample)
+    model, ft_rows, ft_seconds = _finetune(model, settings, run, resume, progress)
+    epochs = [r["seconds"] for r in search_rows] or [0.0]
+    timings = {"supernet_seconds_per_epoch": sum(epochs) / len(epochs), "search_seconds": search_seconds,
+               "finetune_seconds_per_epoch": ft_seconds / max(settings.finetune_epochs, 1)}
+    return _finish(run, settings, record["space"], sample, probs, model, search_rows + ft_rows, timings)
+
+
+def run_train(settings: RunSettings, out: str | Path, *, resume: bool = False, progress: bool = False) -> dict:
+    """Train a fixed architecture (an expert name, ``visual-only``/``audio-only`` or an ``arch.json``) from scratch."""
+    run = RunDir(out)
+    _prepare(run, settings, resume)
+    space_overrides, sample = resolve_arch(settings.arch, settings)
+    space = build_space(settings, **space_overrides)
+    check_sample(space, sample, str(settings.arch))
+    pl.seed_everything(settings.seed, verbose=False)
+    model = prune(space, sample)
+    run.write_json("arch.json", _arch_record(settings, _space_kwargs(space), sample, None))
+    model, rows, seconds = _finetune(model, settings, run, resume, progress)
+    timings = {"train_seconds_per_epoch": seconds / max(settings.finetune_epochs, 1)}
+    return _finish(run, settings, _space_kwargs(space), sample, None, model, rows, timings)
+
+
+def resolve_arch(arch: str | None, settings: RunSettings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(space overrides, sample) of an expert name, ``NAME-visual``/``NAME-audio``, or an arch.json path."""
+    if not arch:
+        raise ValueError("arch: expected an expert name (transformer, transformer_plus, mamba, with an optional "
+                         "-visual/-audio suffix) or a path to an arch.json")
+    name, _, modality = arch.partition("-")
+    if modality in ("visual", "audio") or (not modality and not arch.endswith(".json")):
+        expert = get_expert(name.replace("+", "_plus"))
+        sample = expert.sample()
+        overrides = dict(expert.space_kwargs)
+        if modality:
+            sample = single_modality(sample, modality, expert.tail["SF"])
+            overrides["modalities"] = (modality,)
+        return overrides, sample
+    record = RunDir(Path(arch).parent).read_arch() if Path(arch).name == "arch.json" else None
+    if record is None:
+        record = read_json(Path(arch), "architecture")
+    sample = record.get("arch", record)
+    space = record.get("space", {})
+    overrides = {k: (tuple(v) if k == "modalities" else v) for k, v in space.items()
+                 if k in ("expand", "kernel_size", "preset", "modalities", "up_down")}
+    if not isinstance(sample, dict):
+        raise RunError(f"{arch}: 'arch' must map cell labels to choices")
+    return overrides, sample
+
+
+def _prepare(run: RunDir, settings: RunSettings, resume: bool) -> None:
+    if resume:
+        if not run.settings_path.is_file():
+            raise RunError(f"{run.path}: nothing to resume (no settings.json); run without --resume first")
+        saved = run.read_settings()
+        if RunSettings.from_dict(saved) != settings:
+            diff = {k: (saved.get(k), v) for k, v in asdict(settings).items() if saved.get(k) != v
+                    and not (isinstance(v, tuple) and list(v) == saved.get(k))}
+            if diff:
+                raise RunError(f"{run.settings_path}: --resume with other settings than the run's: {diff}")
+        return
+    if run.metrics_path.exists() or run.settings_path.exists():
+        raise RunError(f"{run.path}: already holds a run; choose another --out or pass --resume")
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.write_json("settings.json", asdict(settings))
+
+
+def load_run_model(path: str | Path) -> tuple[torch.nn.Module, RunSettings, dict[str, Any]]:
+    """Rebuild a finished run's network with its weights: ``(model, settings, arch record)``."""
+    run = RunDir(path)
+    settings = RunSettings.from_dict(run.read_settings())
+    record = run.read_arch()
+    overrides = {k: (tuple(v) if k == "modalities" else v) for k, v in record.get("space", {}).items()}
+    try:
+        space = AVNASSpace(**overrides)
+    except (TypeError, ValueError) as exc:
+        raise RunError(f"{run.arch_path}: 'space' does not describe an AV-NAS space ({exc})") from None
+    check_sample(space, record["arch"], str(run.arch_path))
+    model = prune(space, record["arch"])
+    run.load_model(model)
+    return model, settings, record
+
+
+def evaluate_run(path: str | Path, split: str = "test", data: str | None = None) -> dict[str, Any]:
+    """Retrieval metrics of a finished run on ``split`` (database: the retrieval list)."""
+    model, settings, _ = load_run_model(path)
+    if data:
+        settings.data = data
+    model.eval()
+    database = load_split(settings.data, "retrieval")
+    queries = load_split(settings.data, split)
+    device = "cuda" if settings.accelerator == "gpu" else "cpu"
+    model.to(device)
+    d = sign_codes(encode(model, database[0], database[1], device=device)).numpy()
+    q = sign_codes(encode(model, queries[0], queries[1], device=device)).numpy()
+    return retrieval_report(q, d, queries[2], database[2], topk=settings.topk)

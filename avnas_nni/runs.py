@@ -1,0 +1,155 @@
+"""The run directory: the one format every face (CLI, NNI trial, benchmark) reads and writes.
+
+::
+
+    RUN/
+      settings.json      how the run was made (strategy, data, space settings, seeds, epochs)
+      arch.json          the space settings, the choice per cell and the final α probabilities
+      model.safetensors  the fine-tuned weights W**
+      metrics.json       val/test mAP@K, P@K, R@K, parameters, timings
+      history.csv        per-epoch loss and val mAP of both stages
+      run.log            the log
+      checkpoints/       Lightning checkpoints of each stage (for --resume)
+
+Files are written to a temporary name and renamed, so a killed run never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+from avnas_nni.errors import AVNASError
+
+__all__ = ["RunDir", "RunError", "atomic_write_text", "read_json", "save_weights", "load_weights"]
+
+logger = logging.getLogger(__name__)
+
+
+class RunError(AVNASError):
+    """A run directory or architecture file that cannot be used."""
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same directory and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """Read a JSON object, with a one-line :class:`RunError` naming the file on any problem."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise RunError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunError(f"{path}: not a readable JSON {what} ({exc})") from None
+    if not isinstance(value, dict):
+        raise RunError(f"{path}: expected a JSON object as {what}, got {type(value).__name__}")
+    return value
+
+
+class RunDir:
+    """Paths and readers/writers of one run directory."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    settings_path = property(lambda self: self.path / "settings.json")
+    arch_path = property(lambda self: self.path / "arch.json")
+    model_path = property(lambda self: self.path / "model.safetensors")
+    metrics_path = property(lambda self: self.path / "metrics.json")
+    history_path = property(lambda self: self.path / "history.csv")
+    log_path = property(lambda self: self.path / "run.log")
+
+    def checkpoints(self, stage: str) -> Path:
+        """Checkpoint directory of a stage (``search`` or ``finetune``)."""
+        return self.path / "checkpoints" / stage
+
+    def last_checkpoint(self, stage: str) -> Path | None:
+        """The last finished epoch's checkpoint of a stage, if any."""
+        last = self.checkpoints(stage) / "last.ckpt"
+        return last if last.is_file() else None
+
+    def write_json(self, name: str, value: dict[str, Any]) -> Path:
+        path = self.path / name
+        atomic_write_text(path, json.dumps(value, indent=2, sort_keys=False, default=_json_default) + "\n")
+        return path
+
+    def read_settings(self) -> dict[str, Any]:
+        return read_json(self.settings_path, "run settings")
+
+    def read_arch(self) -> dict[str, Any]:
+        return read_json(self.arch_path, "architecture")
+
+    def read_metrics(self) -> dict[str, Any]:
+        return read_json(self.metrics_path, "metrics")
+
+    def save_model(self, model: torch.nn.Module) -> Path:
+        return save_weights(model, self.model_path)
+
+    def load_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        return load_weights(model, self.model_path)
+
+    def write_history(self, rows: list[dict[str, Any]]) -> Path:
+        atomic_write_text(self.history_path, pd.DataFrame(rows).to_csv(index=False))
+        return self.history_path
+
+
+def save_weights(model: torch.nn.Module, path: Path) -> Path:
+    """Save a state dict as safetensors, atomically."""
+    path = Path(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".safetensors", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_weights(model: torch.nn.Module, path: Path) -> torch.nn.Module:
+    """Load safetensors weights into ``model`` (strict), with one-line :class:`RunError` messages."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"{path}: weights not found (did the run finish?)")
+    try:
+        state = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise RunError(f"{path}: not a readable safetensors file ({exc})") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise RunError(f"{path}: weights do not fit this architecture ({lines[1] if len(lines) > 1 else lines[0]})"
+                       ) from None
+    return model
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple | set):
+        return list(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
