@@ -208,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         args.func(args)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Lightning answers Ctrl-C with a graceful shutdown and sys.exit(1)
         print("avnas: interrupted; the last finished epoch is checkpointed: rerun the same command with --resume",
               file=sys.stderr)
         return 130

@@ -159,10 +159,6 @@ class HashingModule(LightningModule):
     def forward(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         return self.model(visual, audio)
 
-    def on_train_epoch_start(self):
-        # Dropout and any sampling in the epoch depend only on (seed, epoch): a resumed run repeats them.
-        torch.manual_seed(self.seed * 100_003 + self.current_epoch)
-
     def validation_score(self) -> float:
         """The model-selection score strategies may ask for (SPOS's evolution): val mAP@K."""
         return self.retrieval_map(self.query_split)
@@ -174,6 +170,9 @@ class HashingModule(LightningModule):
         self.history = list(checkpoint.get("avnas_history", []))
 
     def training_step(self, batch, batch_idx):
+        # Dropout depends only on (seed, epoch, batch): a resumed run repeats it exactly, whatever else
+        # (Lightning's loader set-up, NNI's sampling) drew from the global generator in between.
+        torch.manual_seed((self.seed * 1_000_003 + self.current_epoch) * 1_000_003 + batch_idx)
         loss = self.triplet_loss(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at epoch {self.current_epoch}, "

@@ -13,9 +13,24 @@ from typing import Any
 
 import torch
 
-__all__ = ["ValidationForwardingMixin", "BestEpochMixin"]
+__all__ = ["ValidationForwardingMixin", "BestEpochMixin", "OrderedArchParametersMixin"]
 
 logger = logging.getLogger(__name__)
+
+
+class OrderedArchParametersMixin:
+    """Architecture parameters in module order.
+
+    NNI's ``DartsLightningModule.arch_parameters`` returns ``list(set(...))``, whose order changes from one
+    process to the next, so an optimizer state saved in a checkpoint no longer matches on resume.
+    """
+
+    def arch_parameters(self) -> list[torch.nn.Parameter]:
+        seen: dict[int, torch.nn.Parameter] = {}
+        for module in self.supernet_modules():
+            for param in getattr(module, "arch_parameters", lambda: [])():
+                seen.setdefault(id(param), param)
+        return list(seen.values())
 
 
 class ValidationForwardingMixin:

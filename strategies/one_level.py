@@ -22,14 +22,14 @@ import torch
 from nni.nas.oneshot.pytorch.differentiable import DartsLightningModule
 from nni.nas.oneshot.pytorch.strategy import DARTS
 
-from ._hooks import BestEpochMixin
+from ._hooks import BestEpochMixin, OrderedArchParametersMixin
 
 __all__ = ["OneLevel", "OneLevelLightningModule"]
 
 logger = logging.getLogger(__name__)
 
 
-class OneLevelLightningModule(BestEpochMixin, DartsLightningModule):
+class OneLevelLightningModule(OrderedArchParametersMixin, BestEpochMixin, DartsLightningModule):
     """One-level search: one backward of the training loss updates W and α in the same step."""
 
     def __init__(self, training_module, *, arc_learning_rate: float = 1e-3, gradient_clip_val: float | None = None,
