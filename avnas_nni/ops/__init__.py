@@ -1,0 +1,55 @@
+"""Operators of AV-NAS (paper Table 1) and the selective scan they share.
+
+Importing this package registers every operator; build them with :func:`build_op`::
+
+    from avnas_nni.ops import build_op, op_names
+    op_names("M")                      # ['FFN', 'MLP', 'Conv', 'SelfAttention', 'SelfSSM', 'Skip']
+    conv = build_op("M", "Conv", 768, kernel_size=4)
+
+This package imports torch only.
+"""
+
+from . import binary, fusion, interaction, mamba, sequence, unary
+from .binary import Add, Hadamard
+from .fusion import GatedAttention
+from .interaction import CrossAttention, CrossSSM
+from .mamba import Mamba, ResidualMamba
+from .registry import KINDS, OPS, PAPER_ORDER, UnknownOpError, build_op, op_names, register
+from .scan import cuda_scan_available, selective_scan, selective_scan_torch
+from .sequence import FFN, MLP, Conv, SelfAttention, SelfSSM, Skip, resolve_num_heads
+from .unary import LayerNorm, SiLU
+
+__all__ = [
+    "FFN",
+    "KINDS",
+    "MLP",
+    "OPS",
+    "PAPER_ORDER",
+    "Add",
+    "Conv",
+    "CrossAttention",
+    "CrossSSM",
+    "GatedAttention",
+    "Hadamard",
+    "LayerNorm",
+    "Mamba",
+    "ResidualMamba",
+    "SelfAttention",
+    "SelfSSM",
+    "SiLU",
+    "Skip",
+    "UnknownOpError",
+    "binary",
+    "build_op",
+    "cuda_scan_available",
+    "fusion",
+    "interaction",
+    "mamba",
+    "op_names",
+    "register",
+    "resolve_num_heads",
+    "selective_scan",
+    "selective_scan_torch",
+    "sequence",
+    "unary",
+]
