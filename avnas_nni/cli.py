@@ -33,9 +33,16 @@ def _cmd_data_check(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
         return
-    width = max(len(str(k)) for k in summary)
-    for key, value in summary.items():
-        print(f"{key:<{width}}  {value}")
+    print(f"dataset {summary['config']}: OK")
+    print(f"  {summary['num_class']} classes, m = {summary['m']} frames, d = {summary['d']}, "
+          f"{summary['videos']} distinct videos")
+    print(f"  {'split':<10} {'videos':>7} {'classes':>8} {'multi-label':>12}  list")
+    for split, info in summary["splits"].items():
+        counts = f"{info['videos']:>7} {info['classes_present']:>8} {info['multi_label']:>12}"
+        print(f"  {split:<10} {counts}  {info['list']}")
+    overlaps = {k: v for k, v in summary.get("overlaps", {}).items() if v}
+    if overlaps:
+        print(f"  overlapping splits (videos in both): {overlaps}")
 
 
 def _cmd_space(args: argparse.Namespace) -> None:
@@ -60,13 +67,17 @@ def _cmd_space(args: argparse.Namespace) -> None:
 
 
 def _settings(args: argparse.Namespace, strategy: str):
-    from avnas_nni.pipeline import RunSettings
+    from avnas_nni.pipeline import PROFILES, RunSettings
 
-    return RunSettings(strategy=strategy, data=args.data, bits=args.bits, search_epochs=getattr(args, "epochs", 0),
-                       finetune_epochs=args.finetune_epochs, batch_size=args.batch_size, seed=args.seed,
-                       device=args.device, preset=getattr(args, "preset", "paper"),
-                       prune=getattr(args, "prune", "argmax"), arch=getattr(args, "arch", None),
-                       search_lr=getattr(args, "lr", 1e-3), finetune_lr=args.finetune_lr)
+    values = dict(PROFILES[args.profile])
+    given = {"search_epochs": getattr(args, "epochs", None), "finetune_epochs": args.finetune_epochs,
+             "batch_size": args.batch_size, "finetune_lr": args.finetune_lr, "search_lr": getattr(args, "lr", None)}
+    values.update({k: v for k, v in given.items() if v is not None})
+    if strategy == "fixed":
+        values["search_epochs"] = 0
+    return RunSettings(strategy=strategy, data=args.data, bits=args.bits, seed=args.seed, device=args.device,
+                       preset=getattr(args, "preset", "paper"), prune=getattr(args, "prune", "argmax"),
+                       arch=getattr(args, "arch", None), **values)
 
 
 def _log_to(run_dir: Path) -> logging.Handler:
@@ -130,16 +141,18 @@ def _add_training_args(p: argparse.ArgumentParser, search: bool) -> None:
     p.add_argument("--data", default="embedded", help="dataset JSON config, or 'embedded' (default)")
     p.add_argument("--bits", type=int, default=64, help="code length q (default 64)")
     p.add_argument("--out", type=Path, required=True, help="run directory to write")
+    p.add_argument("--profile", default="quick", choices=("quick", "paper"),
+                   help="defaults: quick (embedded data, 2-core CPU; default) or paper (SPEC §4: batch 128, "
+                        "300+300 epochs, fine-tune lr 1e-4)")
     if search:
-        p.add_argument("--epochs", type=int, default=3, help="supernet (coarse search) epochs (default 3)")
-        p.add_argument("--lr", type=float, default=1e-3, help="supernet weight learning rate (default 1e-3)")
+        p.add_argument("--epochs", type=int, help="supernet (coarse search) epochs (quick 3, paper 300)")
+        p.add_argument("--lr", type=float, help="supernet weight learning rate (default 1e-3)")
         p.add_argument("--preset", default="paper", help="search space preset: paper or authors")
         p.add_argument("--prune", default="argmax", choices=("argmax", "top2"),
                        help="argmax per cell (Arch-1) or the authors' top-2 M cells (Arch-2)")
-    p.add_argument("--finetune-epochs", type=int, default=10, help="fine-tuning / training epochs (default 10)")
-    p.add_argument("--finetune-lr", type=float, default=1e-3,
-                   help="fine-tune Adam learning rate (default 1e-3; the paper's 300-epoch runs use 1e-4)")
-    p.add_argument("--batch-size", type=int, default=32, help="triplets per batch (default 32; paper 128)")
+    p.add_argument("--finetune-epochs", type=int, help="fine-tuning / training epochs (quick 10, paper 300)")
+    p.add_argument("--finetune-lr", type=float, help="fine-tune Adam learning rate (quick 1e-3, paper 1e-4)")
+    p.add_argument("--batch-size", type=int, help="triplets per batch (quick 32, paper 128)")
     p.add_argument("--seed", type=int, default=3346, help="seed of data order, sampling and α init")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")

@@ -13,19 +13,53 @@ from typing import Any
 
 from nni.nas.strategy import Strategy
 
+from .darts import DartsBaseline
+from .enas import EnasBaseline
 from .one_level import OneLevel, OneLevelLightningModule
+from .proxyless import ProxylessBaseline
 from .pruning import TopTwoSum, prune
+from .random_search import RandomBaseline
+from .spos import SposBaseline, evolutionary_search
 
-__all__ = ["OneLevel", "OneLevelLightningModule", "TopTwoSum", "prune", "STRATEGIES", "make_strategy"]
+__all__ = ["OneLevel", "OneLevelLightningModule", "TopTwoSum", "prune", "STRATEGIES", "make_strategy",
+           "DartsBaseline", "ProxylessBaseline", "SposBaseline", "EnasBaseline", "RandomBaseline",
+           "evolutionary_search"]
 
 
 def _one_level(seed: int | None = None, arc_learning_rate: float = 1e-3, **kwargs: Any) -> Strategy:
     return OneLevel(seed=seed, arc_learning_rate=arc_learning_rate, **kwargs)
 
 
+def _darts(seed: int | None = None, arc_learning_rate: float = 3e-4, **kwargs: Any) -> Strategy:
+    return DartsBaseline(seed=seed, arc_learning_rate=arc_learning_rate, **kwargs)
+
+
+def _proxyless(seed: int | None = None, arc_learning_rate: float = 3e-4, **kwargs: Any) -> Strategy:
+    return ProxylessBaseline(seed=seed, arc_learning_rate=arc_learning_rate, **kwargs)
+
+
+def _spos(seed: int | None = None, arc_learning_rate: float | None = None, **kwargs: Any) -> Strategy:
+    return SposBaseline(seed=seed, **kwargs)  # no architecture parameters
+
+
+def _enas(seed: int | None = None, arc_learning_rate: float | None = None, **kwargs: Any) -> Strategy:
+    # The controller is rewarded by the evaluator's per-batch validation mAP.
+    kwargs.setdefault("reward_metric_name", "val_batch_mAP")
+    return EnasBaseline(seed=seed, **kwargs)
+
+
+def _random(seed: int | None = None, arc_learning_rate: float | None = None, **kwargs: Any) -> Strategy:
+    return RandomBaseline(seed=seed, **kwargs)
+
+
 #: Name → factory taking common keyword settings (``seed``, ``arc_learning_rate``, strategy-specific extras).
 STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "avnas": _one_level,
+    "darts": _darts,
+    "proxyless": _proxyless,
+    "spos": _spos,
+    "enas": _enas,
+    "random": _random,
 }
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import warnings
 
 import pytest
+import torch
 
+# Two xdist workers share the 2 cores: more torch threads than cores makes small ops ~1000× slower.
+torch.set_num_threads(1)
 warnings.filterwarnings("ignore", message=".*is found to be not a nn.Module.*")
 
 

@@ -1,0 +1,80 @@
+"""NNI's ProxylessNAS as a baseline (paper Table 2): argmax export and validation every epoch.
+
+NNI's :class:`~nni.nas.strategy.Proxyless` trains like two-level DARTS, but every forward runs one path
+sampled from softmax(α) and α's gradient comes from ProxylessNAS's binary-gate estimate. NNI's ``export()``
+*samples* a path; this subclass exports the argmax of softmax(α) instead, and validates every epoch on
+that argmax path (NNI gives Proxyless no validation loader). Limitations are NNI's: candidates are called
+with positional tensors only and must all return tensors of the same shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from nni.nas.oneshot.pytorch.differentiable import DartsLightningModule
+from nni.nas.oneshot.pytorch.strategy import Proxyless
+
+from ._hooks import OrderedArchParametersMixin, ValidationForwardingMixin
+from .darts import ArgmaxExportMixin, reseed_alphas
+
+__all__ = ["ProxylessBaseline", "ProxylessValidatingModule"]
+
+logger = logging.getLogger(__name__)
+
+
+class ProxylessValidatingModule(OrderedArchParametersMixin, ValidationForwardingMixin, DartsLightningModule):
+    """NNI's Proxyless module (its training step is DARTS's) validating the argmax path of softmax(α)."""
+
+    def argmax_sample(self) -> dict[str, Any]:
+        """The most likely candidate of every choice."""
+        return {label: max(probs, key=lambda name: float(probs[name])) for label, probs in self.export_probs().items()}
+
+    def fix_path(self, sample: dict[str, Any]) -> None:
+        """Make every mixed layer run the candidate ``sample`` names (until the next ``resample``)."""
+        for module in self.supernet_modules():
+            module.resample(memo=dict(sample))
+
+    def on_validation_epoch_start(self) -> None:
+        self.fix_path(self.argmax_sample())
+        super().on_validation_epoch_start()
+
+    def validation_step(self, batch: Any, batch_idx: int) -> Any:
+        # The path was fixed for the whole epoch; the next training step resamples.
+        return self.training_module.validation_step(batch, batch_idx)
+
+
+class ProxylessBaseline(ArgmaxExportMixin, Proxyless):
+    """NNI's ProxylessNAS exporting the **argmax** of softmax(α) (NNI's export samples a path).
+
+    Parameters
+    ----------
+    arc_learning_rate : float
+        Learning rate of NNI's α optimizer (Adam, betas (0.5, 0.999), weight decay 1e-3).
+    seed : int or None
+        Seeds α's initialisation, N(0, 1e-3²) as in NNI (None: the global torch RNG). Path sampling uses
+        the global torch RNG.
+    **kwargs
+        Any other :class:`~nni.nas.strategy.Proxyless` argument.
+    """
+
+    alpha_init_std: float = 1e-3
+
+    def __init__(self, *, arc_learning_rate: float = 3e-4, seed: int | None = None, **kwargs: Any):
+        super().__init__(arc_learning_rate=arc_learning_rate, **kwargs)
+        self.seed = seed
+
+    def configure_oneshot_module(self, training_module):
+        return ProxylessValidatingModule(training_module, arc_learning_rate=self.arc_learning_rate,
+                                         gradient_clip_val=self.gradient_clip_val,
+                                         log_prob_every_n_step=self.log_prob_every_n_step,
+                                         warmup_epochs=self.warmup_epochs, penalty=self.penalty)
+
+    def mutate_model(self, model):
+        mutated = super().mutate_model(model)
+        if self.seed is not None:
+            reseed_alphas(self._arch_parameters, self.seed, self.alpha_init_std)
+        return mutated
+
+    def val_dataloader(self, train_dataloader_fn, val_dataloader_fn):
+        return val_dataloader_fn()
