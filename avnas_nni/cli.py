@@ -102,25 +102,15 @@ def _print_result(metrics: dict, run_dir: Path) -> None:
           f"parameters; run directory {run_dir})")
 
 
-def _cmd_search(args: argparse.Namespace) -> None:
-    from avnas_nni.pipeline import run_search
+def _cmd_run(args: argparse.Namespace) -> None:
+    """``search`` and ``train``: run the pipeline into ``--out`` with its log there too."""
+    from avnas_nni.pipeline import run_search, run_train
 
-    settings = _settings(args, args.strategy)
+    settings = _settings(args, getattr(args, "strategy", "fixed"))
+    runner = run_search if args.command == "search" else run_train
     handler = _log_to(args.out)
     try:
-        metrics = run_search(settings, args.out, resume=args.resume, progress=not args.no_progress)
-    finally:
-        logging.getLogger().removeHandler(handler)
-    _print_result(metrics, args.out)
-
-
-def _cmd_train(args: argparse.Namespace) -> None:
-    from avnas_nni.pipeline import run_train
-
-    settings = _settings(args, "fixed")
-    handler = _log_to(args.out)
-    try:
-        metrics = run_train(settings, args.out, resume=args.resume, progress=not args.no_progress)
+        metrics = runner(settings, args.out, resume=args.resume, progress=not args.no_progress)
     finally:
         logging.getLogger().removeHandler(handler)
     _print_result(metrics, args.out)
@@ -194,13 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--strategy", default="avnas", choices=sorted(STRATEGIES),
                         help="avnas = the paper's one-level strategy; the others are NNI's baselines")
     _add_training_args(search, search=True)
-    search.set_defaults(func=_cmd_search)
+    search.set_defaults(func=_cmd_run)
 
     train = sub.add_parser("train", help="train a fixed architecture from scratch; writes a run directory")
     train.add_argument("--arch", required=True,
                        help="transformer | transformer_plus | mamba (optionally -visual/-audio), or an arch.json")
     _add_training_args(train, search=False)
-    train.set_defaults(func=_cmd_train)
+    train.set_defaults(func=_cmd_run)
 
     evaluate = sub.add_parser("evaluate", help="retrieval metrics of a finished run")
     evaluate.add_argument("run", type=Path, help="run directory")

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import platform
-import shlex
 import sys
 import tempfile
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from avnas_nni.pipeline import RunSettings, run_train
+from benchmarks._common import save_table
 
 __all__ = ["main"]
 
@@ -49,16 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                              "val_mAP@100": metrics["val_mAP@100"], "params": metrics["params"],
                              "train_s_per_epoch": metrics["train_seconds_per_epoch"]})
                 logger.info("%s", rows[-1])
-    table = pd.DataFrame(rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out.with_suffix(".csv"), index=False, float_format="%.4f")
-    command = "python -m benchmarks.embedded_modalities " + shlex.join(argv if argv is not None else sys.argv[1:])
-    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
-    text = (f"# Modalities on `{args.data}` ({args.bits} bits, {args.epochs} epochs, seed {args.seed})\n\n"
-            f"Command: `{command}`  \nMachine: {machine}\n\n"
-            + table.to_markdown(index=False, floatfmt=".4f") + "\n")
-    args.out.with_suffix(".md").write_text(text)
-    print(text)
+    title = f"Modalities on `{args.data}` ({args.bits} bits, {args.epochs} epochs, seed {args.seed})"
+    print(save_table(pd.DataFrame(rows), args.out, title, "benchmarks.embedded_modalities", argv))
     return 0
 
 

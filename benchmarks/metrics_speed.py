@@ -9,7 +9,6 @@ resident set size of the process (getrusage), plus the BLAS/OpenMP thread pools 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import resource
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from avnas_nni.metrics import mean_average_precision, retrieval_report
+from benchmarks._common import save_json
 
 __all__ = ["main", "run_benchmark"]
 
@@ -146,10 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{result['peak_rss_mib_before']} MiB)")
     print(f"threads                    {result['threads']}")
     print(f"mAP@100 on random codes    {result['map100']:.4f}")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    save_json(args.json, result)
     return 0
 
 

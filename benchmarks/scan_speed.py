@@ -10,7 +10,6 @@ reported with the ratio reference / own. Other processes on the machine distort 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 import sys
@@ -23,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from avnas_nni.ops.scan import selective_scan_torch
+from benchmarks._common import save_json
 
 __all__ = ["main", "reference_scan", "run_benchmark"]
 
@@ -190,10 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"max |own - reference|: output {result['max_abs_diff_output']:.2e}, "
         f"gradients {result['max_abs_diff_grad']:.2e}"
     )
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    save_json(args.json, result)
     return 0
 
 

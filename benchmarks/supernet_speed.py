@@ -21,7 +21,6 @@ busy process make small tensor ops orders of magnitude slower.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import multiprocessing
 import platform
@@ -33,6 +32,8 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from benchmarks._common import save_json
 
 __all__ = ["main", "measure", "run_benchmark", "PAPER_RATIO"]
 
@@ -221,10 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     memory = f"{result['memory_ratio']:.2f}x" if result["memory_ratio"] is not None else "n/a"
     print(f"AV-NAS / DARTS: time {result['time_ratio']:.2f}x (paper {PAPER_RATIO:.2f}x, target <= 0.5x), "
           f"memory {memory}")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    save_json(args.json, result)
     return 0
 
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["ValidationForwardingMixin", "BestEpochMixin", "OrderedArchParametersMixin"]
+__all__ = ["ValidationForwardingMixin", "BestEpochMixin", "OrderedArchParametersMixin", "ArgmaxExportMixin",
+           "SeededDifferentiableMixin", "reseed_alphas"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,3 +104,60 @@ class BestEpochMixin(ValidationForwardingMixin):
             logger.info("restored the supernet of epoch %d (%s = %.4f)", self.best_epoch, self.monitor,
                         self.best_score)
         super().on_fit_end()
+
+
+class ArgmaxExportMixin:
+    """``export()`` = argmax of ``export_probs()`` per choice; ``export_probs()`` as plain floats.
+
+    For one-shot strategies whose module exposes ``export_probs()`` (α-based: DARTS, Proxyless).
+    """
+
+    def export_probs(self) -> dict[str, dict[str, float]]:
+        """Probability of every candidate of every choice (softmax of α), as plain floats."""
+        return {label: {name: float(p) for name, p in probs.items()}
+                for label, probs in self.oneshot_module.export_probs().items()}
+
+    def export(self) -> dict[str, Any]:
+        """The most likely candidate of every choice (ties: the first listed)."""
+        return {label: max(probs, key=probs.__getitem__) for label, probs in self.export_probs().items()}
+
+
+class SeededDifferentiableMixin(ArgmaxExportMixin):
+    """For NNI's α-based strategies: seeded α initialisation, validation every epoch, argmax export.
+
+    Subclasses name their Lightning module in ``module_class`` (built with DARTS's arguments) and the
+    standard deviation of α's initial N(0, std²) in ``alpha_init_std``.
+    """
+
+    module_class: type
+    alpha_init_std: float = 1e-3
+
+    def __init__(self, *, arc_learning_rate: float = 3e-4, seed: int | None = None, **kwargs: Any):
+        super().__init__(arc_learning_rate=arc_learning_rate, **kwargs)
+        self.seed = seed
+
+    def configure_oneshot_module(self, training_module):
+        return self.module_class(training_module, **self._module_kwargs())
+
+    def _module_kwargs(self) -> dict[str, Any]:
+        return dict(arc_learning_rate=self.arc_learning_rate, gradient_clip_val=self.gradient_clip_val,
+                    log_prob_every_n_step=self.log_prob_every_n_step, warmup_epochs=self.warmup_epochs,
+                    penalty=self.penalty)
+
+    def mutate_model(self, model):
+        mutated = super().mutate_model(model)
+        if self.seed is not None:
+            reseed_alphas(self._arch_parameters, self.seed, self.alpha_init_std)
+        return mutated
+
+    def val_dataloader(self, train_dataloader_fn, val_dataloader_fn):
+        # NNI returns None here: no validation epoch, no epoch metric.
+        return val_dataloader_fn()
+
+
+def reseed_alphas(alphas: dict[str, torch.nn.Parameter], seed: int, std: float) -> None:
+    """Redraw every α from N(0, std²) with a generator seeded by ``seed``, in label order."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for label in sorted(alphas):
+            alphas[label].copy_(torch.randn(alphas[label].shape, generator=generator) * std)

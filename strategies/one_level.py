@@ -22,7 +22,7 @@ import torch
 from nni.nas.oneshot.pytorch.differentiable import DartsLightningModule
 from nni.nas.oneshot.pytorch.strategy import DARTS
 
-from ._hooks import BestEpochMixin, OrderedArchParametersMixin
+from ._hooks import ArgmaxExportMixin, BestEpochMixin, OrderedArchParametersMixin, reseed_alphas
 
 __all__ = ["OneLevel", "OneLevelLightningModule"]
 
@@ -62,7 +62,7 @@ class OneLevelLightningModule(OrderedArchParametersMixin, BestEpochMixin, DartsL
         return torch.optim.Adam(params, lr=self.arc_learning_rate)
 
 
-class OneLevel(DARTS):
+class OneLevel(ArgmaxExportMixin, DARTS):
     """The AV-NAS one-level strategy, usable as any NNI strategy: ``NasExperiment(space, evaluator, OneLevel())``.
 
     Parameters
@@ -96,11 +96,8 @@ class OneLevel(DARTS):
 
     def mutate_model(self, model):
         mutated = super().mutate_model(model)
-        generator = torch.Generator().manual_seed(self.seed) if self.seed is not None else None
-        with torch.no_grad():
-            for label in sorted(self._arch_parameters):
-                alpha = self._arch_parameters[label]
-                alpha.copy_(torch.randn(alpha.shape, generator=generator) * self.alpha_init_std)
+        seed = self.seed if self.seed is not None else int(torch.randint(2**31 - 1, ()))
+        reseed_alphas(self._arch_parameters, seed, self.alpha_init_std)
         return mutated
 
     # One level: α trains on the training batches, so no train/val pairing; validate every epoch.
@@ -109,15 +106,6 @@ class OneLevel(DARTS):
 
     def val_dataloader(self, train_dataloader_fn, val_dataloader_fn):
         return val_dataloader_fn()
-
-    def export(self) -> dict[str, Any]:
-        """Arch-1 pruning: argmax of softmax(α*) per cell."""
-        return self.oneshot_module.export()
-
-    def export_probs(self) -> dict[str, dict[str, float]]:
-        """softmax(α*) per cell, as plain floats."""
-        return {label: {name: float(p) for name, p in probs.items()}
-                for label, probs in self.oneshot_module.export_probs().items()}
 
     def export_top2(self, ratio: float = 3.0, labels: Callable[[str], bool] = lambda label: True) -> dict[str, Any]:
         """Arch-2 pruning: for cells selected by ``labels`` whose top two probabilities satisfy p1/p2 ≤ ``ratio``,

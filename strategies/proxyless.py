@@ -15,8 +15,7 @@ from typing import Any
 from nni.nas.oneshot.pytorch.differentiable import DartsLightningModule
 from nni.nas.oneshot.pytorch.strategy import Proxyless
 
-from ._hooks import OrderedArchParametersMixin, ValidationForwardingMixin
-from .darts import ArgmaxExportMixin, reseed_alphas
+from ._hooks import OrderedArchParametersMixin, SeededDifferentiableMixin, ValidationForwardingMixin
 
 __all__ = ["ProxylessBaseline", "ProxylessValidatingModule"]
 
@@ -44,7 +43,7 @@ class ProxylessValidatingModule(OrderedArchParametersMixin, ValidationForwarding
         return self.training_module.validation_step(batch, batch_idx)
 
 
-class ProxylessBaseline(ArgmaxExportMixin, Proxyless):
+class ProxylessBaseline(SeededDifferentiableMixin, Proxyless):
     """NNI's ProxylessNAS exporting the **argmax** of softmax(α) (NNI's export samples a path).
 
     Parameters
@@ -58,23 +57,4 @@ class ProxylessBaseline(ArgmaxExportMixin, Proxyless):
         Any other :class:`~nni.nas.strategy.Proxyless` argument.
     """
 
-    alpha_init_std: float = 1e-3
-
-    def __init__(self, *, arc_learning_rate: float = 3e-4, seed: int | None = None, **kwargs: Any):
-        super().__init__(arc_learning_rate=arc_learning_rate, **kwargs)
-        self.seed = seed
-
-    def configure_oneshot_module(self, training_module):
-        return ProxylessValidatingModule(training_module, arc_learning_rate=self.arc_learning_rate,
-                                         gradient_clip_val=self.gradient_clip_val,
-                                         log_prob_every_n_step=self.log_prob_every_n_step,
-                                         warmup_epochs=self.warmup_epochs, penalty=self.penalty)
-
-    def mutate_model(self, model):
-        mutated = super().mutate_model(model)
-        if self.seed is not None:
-            reseed_alphas(self._arch_parameters, self.seed, self.alpha_init_std)
-        return mutated
-
-    def val_dataloader(self, train_dataloader_fn, val_dataloader_fn):
-        return val_dataloader_fn()
+    module_class = ProxylessValidatingModule

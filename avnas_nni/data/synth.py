@@ -78,7 +78,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Bump whenever the generator's output changes, so cached copies of the embedded set are rebuilt.
-SYNTH_VERSION = "2"
+SYNTH_VERSION = "3"
 
 _EVENTS_PER_CLASS = 3
 _MOTIF_LENGTH = 3
@@ -229,10 +229,10 @@ class _Noise:
     audio_jitter: float = 0.5
     # Version 1 (gain 1.6, texture 0.7, frame 1.0) left audio at chance for every network trained with
     # InfoNCE (mean-pooled between/within-class variance 0.018), though a closed-form ridge probe read it.
-    audio_motif_gain: float = 1.9
-    audio_texture: float = 0.45
-    audio_frame: float = 0.7
-    audio_silent: float = 0.15  # fraction of videos whose soundtrack carries no motif
+    audio_motif_gain: float = 2.0
+    audio_texture: float = 0.35
+    audio_frame: float = 0.6
+    audio_silent: float = 0.1  # fraction of videos whose soundtrack carries no motif
     n_distractors: int = 8
 
 

@@ -1,0 +1,43 @@
+"""What every benchmark script shares: the machine line, JSON results and CSV + Markdown tables."""
+
+from __future__ import annotations
+
+import json
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+__all__ = ["machine", "save_json", "save_table"]
+
+
+def machine() -> str:
+    """CPU/GPU model and torch threads, for the record next to every number."""
+    cpu = platform.processor() or platform.machine()
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{cpu}{gpu}, {torch.get_num_threads()} torch threads, Python {platform.python_version()}"
+
+
+def save_json(path: Path | None, result: dict[str, Any]) -> None:
+    """Write ``result`` as JSON to ``path`` when one was asked for."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+def save_table(table: pd.DataFrame, out: Path, title: str, module: str, argv: list[str] | None,
+               notes: str = "") -> str:
+    """Write ``out.csv`` and ``out.md`` (title, exact command, machine, notes, table); return the Markdown."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out.with_suffix(".csv"), index=False, float_format="%.4f")
+    command = f"python -m {module} " + shlex.join(argv if argv is not None else sys.argv[1:])
+    text = (f"# {title}\n\nCommand: `{command.strip()}`  \nMachine: {machine()}  \n{notes}\n\n"
+            + table.to_markdown(index=False, floatfmt=".4f") + "\n")
+    out.with_suffix(".md").write_text(text)
+    return text
