@@ -77,7 +77,7 @@ def _settings(args: argparse.Namespace, strategy: str):
         values["search_epochs"] = 0
     return RunSettings(strategy=strategy, data=args.data, bits=args.bits, seed=args.seed, device=args.device,
                        preset=getattr(args, "preset", "paper"), prune=getattr(args, "prune", "argmax"),
-                       arch=getattr(args, "arch", None), **values)
+                       arch=getattr(args, "arch", None), in_batch_negatives=args.in_batch_negatives, **values)
 
 
 def _log_to(run_dir: Path) -> logging.Handler:
@@ -143,6 +143,8 @@ def _add_training_args(p: argparse.ArgumentParser, search: bool) -> None:
     p.add_argument("--finetune-epochs", type=int, help="fine-tuning / training epochs (quick 10, paper 300)")
     p.add_argument("--finetune-lr", type=float, help="fine-tune Adam learning rate (quick 1e-3, paper 1e-4)")
     p.add_argument("--batch-size", type=int, help="triplets per batch (quick 32, paper 128)")
+    p.add_argument("--in-batch-negatives", action="store_true",
+                   help="also use the batch's other positives as InfoNCE negatives (not the paper's loss)")
     p.add_argument("--seed", type=int, default=3346, help="seed of data order, sampling and α init")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")

@@ -102,6 +102,9 @@ class HashingModule(LightningModule):
         InfoNCE temperature.
     n_neg : int
         Negatives per anchor (n0).
+    in_batch_negatives : bool
+        Also use the other anchors' positives of the batch as negatives (those sharing a class with the
+        anchor are left out). Off: the paper's loss.
     topk : int
         K of the validation mAP@K.
     seed : int
@@ -116,10 +119,11 @@ class HashingModule(LightningModule):
 
     def __init__(self, data: str = "embedded", lr: float = 1e-3, eps: float = 1e-8, weight_decay: float = 0.0,
                  tau: float = 0.1, n_neg: int = 4, topk: int = 100, seed: int = 3346, eval_batch_size: int = 256,
-                 query_split: str = "val", report_to_nni: bool = False):
+                 query_split: str = "val", report_to_nni: bool = False, in_batch_negatives: bool = False):
         super().__init__()
         self.data, self.lr, self.eps, self.weight_decay = str(data), lr, eps, weight_decay
         self.tau, self.n_neg, self.topk, self.seed = tau, n_neg, topk, seed
+        self.in_batch_negatives = in_batch_negatives
         self.eval_batch_size, self.query_split, self.report_to_nni = eval_batch_size, query_split, report_to_nni
         self.history: list[dict[str, float]] = []
         self._epoch_cache: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}
@@ -149,10 +153,14 @@ class HashingModule(LightningModule):
         split = SPLITS[int(split_ids[0])]
         order, triplets = self._epoch_plan(split)
         rows = torch.from_numpy(triplets[order[positions.cpu().numpy()]])  # (B, 2 + n0)
-        visual, audio, _ = load_split(self.data, split)
+        visual, audio, labels = load_split(self.data, split)
         b, k = rows.shape
         flat = rows.reshape(-1)
         out = self.model(visual[flat].to(self.device), audio[flat].to(self.device)).view(b, k, -1)
+        if self.in_batch_negatives:
+            anchor_labels = torch.from_numpy(labels[rows[:, 0].numpy()]).to(self.device)
+            return info_nce(out[:, 0], out[:, 1], out[:, 2:], tau=self.tau, in_batch_negatives=True,
+                            labels=anchor_labels)
         return info_nce(out[:, 0], out[:, 1], out[:, 2:], tau=self.tau)
 
     # -- Lightning hooks ----------------------------------------------------------------------------

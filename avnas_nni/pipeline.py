@@ -65,6 +65,7 @@ class RunSettings:
     finetune_eps: float = 1e-3
     tau: float = 0.1
     n_neg: int = 4
+    in_batch_negatives: bool = False
     topk: int = 100
     prune: str = "argmax"
     top2_ratio: float = 3.0
@@ -161,7 +162,8 @@ def _search(settings: RunSettings, run: RunDir, resume: bool, progress: bool):
     ckpt = _resume_path(run, "search", resume)
     evaluator = make_evaluator(settings.data, max_epochs=settings.search_epochs, batch_size=settings.batch_size,
                                lr=settings.search_lr, tau=settings.tau, n_neg=settings.n_neg, topk=settings.topk,
-                               seed=settings.seed, trainer_kwargs=kwargs,
+                               in_batch_negatives=settings.in_batch_negatives, seed=settings.seed,
+                               trainer_kwargs=kwargs,
                                fit_kwargs={"ckpt_path": ckpt, "weights_only": False} if ckpt else None)
     arc_lr = {} if settings.arc_lr is None else {"arc_learning_rate": settings.arc_lr}
     strategy = make_strategy(settings.strategy, seed=settings.seed, **arc_lr, **settings.extra.get("strategy", {}))
@@ -181,7 +183,8 @@ def _finetune(model: torch.nn.Module, settings: RunSettings, run: RunDir, resume
     """Stage 2: train a fixed network, keep the best-val-mAP weights (W**)."""
     pl.seed_everything(settings.seed + 1, verbose=False)
     module = HashingModule(settings.data, lr=settings.finetune_lr, eps=settings.finetune_eps, tau=settings.tau,
-                           n_neg=settings.n_neg, topk=settings.topk, seed=settings.seed + 1)
+                           n_neg=settings.n_neg, topk=settings.topk, seed=settings.seed + 1,
+                           in_batch_negatives=settings.in_batch_negatives)
     module.set_model(model)
     evaluator = make_evaluator(settings.data, max_epochs=settings.finetune_epochs, batch_size=settings.batch_size,
                                trainer_kwargs=_trainer_kwargs(settings, run, "finetune", progress, True))

@@ -15,7 +15,7 @@ from avnas_nni import pipeline
 from avnas_nni.cli import main
 from avnas_nni.pipeline import RunSettings, evaluate_run, load_run_model, run_search, run_train
 from avnas_nni.runs import RunError
-from search_spaces import AVNASSpace, check_sample
+from search_spaces import AVNASSpace, check_sample, get_expert
 
 
 def _settings(data: str, **kwargs) -> RunSettings:
@@ -220,3 +220,27 @@ def test_cli_search_and_errors(tiny_data, tmp_path, capsys):
     assert "bits: expected an integer ≥ 1" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nowhere")]) == 2
     assert "settings.json: run settings not found" in capsys.readouterr().err
+
+
+def test_in_batch_negatives_option_changes_the_loss(tiny_data, tmp_path):
+    from avnas_nni.evaluator import HashingModule, SplitIndex
+    from avnas_nni.loss import info_nce
+
+    torch.manual_seed(0)
+    net = pipeline.prune(pipeline.build_space(_settings(tiny_data)), get_expert("transformer_plus").sample())
+    batch = (torch.zeros(8, dtype=torch.long), torch.arange(8))  # split 0 = train, positions 0..7
+    assert SplitIndex(tiny_data, "train")[3] == (0, 3)
+    losses = {}
+    for flag in (False, True):
+        module = HashingModule(tiny_data, seed=1, in_batch_negatives=flag)
+        module.set_model(net.eval())
+        losses[flag] = module.triplet_loss(batch)
+    order, triplets = module._epoch_plan("train")
+    rows = torch.from_numpy(triplets[order[:8]])
+    visual, audio, labels = pipeline.load_split(tiny_data, "train")
+    out = net(visual[rows.reshape(-1)], audio[rows.reshape(-1)]).view(8, rows.shape[1], -1)
+    torch.testing.assert_close(losses[False], info_nce(out[:, 0], out[:, 1], out[:, 2:]))
+    expected = info_nce(out[:, 0], out[:, 1], out[:, 2:], in_batch_negatives=True,
+                        labels=torch.from_numpy(labels[rows[:, 0].numpy()]))
+    torch.testing.assert_close(losses[True], expected)
+    assert not torch.allclose(losses[True], losses[False])
