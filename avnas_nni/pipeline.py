@@ -226,8 +226,9 @@ def _params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _finish(run: RunDir, settings: RunSettings, space_kwargs: dict, sample: dict, probs: dict | None,
-            model: torch.nn.Module, history: list[dict], timings: dict[str, Any]) -> dict[str, Any]:
+def _finish(run: RunDir, settings: RunSettings, model: torch.nn.Module, history: list[dict],
+            timings: dict[str, Any]) -> dict[str, Any]:
+    """Test the final network, then write its weights, the history and metrics.json."""
     results = _test(model, settings)
     run.save_model(model)
     run.write_history(history)
@@ -249,7 +250,8 @@ def _arch_record(settings: RunSettings, space_kwargs: dict, sample: dict, probs:
 
 
 def _space_kwargs(space: AVNASSpace) -> dict[str, Any]:
-    return {k: v for k, v in space.trace_kwargs.items()}
+    """The space's constructor arguments (NNI records them), as saved in arch.json."""
+    return dict(space.trace_kwargs)
 
 
 def run_search(settings: RunSettings, out: str | Path, *, resume: bool = False, progress: bool = False) -> dict:
@@ -276,7 +278,7 @@ def run_search(settings: RunSettings, out: str | Path, *, resume: bool = False, 
     epochs = [r["seconds"] for r in search_rows] or [0.0]
     timings = {"supernet_seconds_per_epoch": sum(epochs) / len(epochs), "search_seconds": search_seconds,
                "finetune_seconds_per_epoch": ft_seconds / max(settings.finetune_epochs, 1)}
-    return _finish(run, settings, record["space"], sample, probs, model, search_rows + ft_rows, timings)
+    return _finish(run, settings, model, search_rows + ft_rows, timings)
 
 
 def run_train(settings: RunSettings, out: str | Path, *, resume: bool = False, progress: bool = False) -> dict:
@@ -291,7 +293,7 @@ def run_train(settings: RunSettings, out: str | Path, *, resume: bool = False, p
     run.write_json("arch.json", _arch_record(settings, _space_kwargs(space), sample, None))
     model, rows, seconds = _finetune(model, settings, run, resume, progress)
     timings = {"train_seconds_per_epoch": seconds / max(settings.finetune_epochs, 1)}
-    return _finish(run, settings, _space_kwargs(space), sample, None, model, rows, timings)
+    return _finish(run, settings, model, rows, timings)
 
 
 def resolve_arch(arch: str | None, settings: RunSettings) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -8,6 +8,7 @@
       model.safetensors  the fine-tuned weights W**
       metrics.json       val/test mAP@K, P@K, R@K, parameters, timings
       history.csv        per-epoch loss and val mAP of both stages
+      pruned_init.safetensors  the pruned network with the supernet's weights W* (fine-tuning starts here)
       run.log            the log
       checkpoints/       Lightning checkpoints of each stage (for --resume)
 
