@@ -164,7 +164,7 @@ def _search(settings: RunSettings, run: RunDir, resume: bool, progress: bool):
                                lr=settings.search_lr, tau=settings.tau, n_neg=settings.n_neg, topk=settings.topk,
                                in_batch_negatives=settings.in_batch_negatives, seed=settings.seed,
                                trainer_kwargs=kwargs,
-                               fit_kwargs={"ckpt_path": ckpt, "weights_only": False} if ckpt else None)
+                               fit_kwargs={"ckpt_path": ckpt, "weights_only": True} if ckpt else None)
     arc_lr = {} if settings.arc_lr is None else {"arc_learning_rate": settings.arc_lr}
     strategy = make_strategy(settings.strategy, seed=settings.seed, **arc_lr, **settings.extra.get("strategy", {}))
     started = time.perf_counter()
@@ -192,14 +192,14 @@ def _finetune(model: torch.nn.Module, settings: RunSettings, run: RunDir, resume
     trainer = evaluator.trainer
     started = time.perf_counter()
     if settings.finetune_epochs > 0:
-        trainer.fit(module, evaluator.train_dataloaders, evaluator.val_dataloaders, ckpt_path=ckpt, weights_only=False)
+        trainer.fit(module, evaluator.train_dataloaders, evaluator.val_dataloaders, ckpt_path=ckpt, weights_only=True)
         if trainer.interrupted:
             raise KeyboardInterrupt("fine-tuning interrupted")
     seconds = time.perf_counter() - started
     epoch_log = next(cb for cb in trainer.callbacks if isinstance(cb, _EpochLog))
     best = run.checkpoints("finetune") / "best.ckpt"
     if best.is_file():
-        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
     return module.model, epoch_log.rows, seconds
 
