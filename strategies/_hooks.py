@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -36,6 +37,11 @@ class OrderedArchParametersMixin:
 
 class ValidationForwardingMixin:
     """Forward ``validation_step`` and the validation-epoch hooks to ``self.training_module``."""
+
+    def fix_path(self, sample: Mapping[str, Any]) -> None:
+        """Make every single-path supernet layer run the candidates ``sample`` names (until the next resample)."""
+        for module in self.supernet_modules():
+            module.resample(memo=dict(sample))
 
     def validation_step(self, batch: Any, batch_idx: int) -> Any:
         self.resample()

@@ -109,11 +109,6 @@ class EnasTaggedModule(ValidationForwardingMixin, EnasLightningModule):
                  for label, values in logits.items()}
         return sample, probs
 
-    def fix_path(self, sample: dict[str, Any]) -> None:
-        """Make every path-sampling layer run the candidate ``sample`` names (until the next resample)."""
-        for module in self.supernet_modules():
-            module.resample(memo=dict(sample))
-
     def on_validation_epoch_start(self) -> None:
         self.fix_path(self.greedy_sample()[0])
         super().on_validation_epoch_start()

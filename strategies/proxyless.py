@@ -29,11 +29,6 @@ class ProxylessValidatingModule(OrderedArchParametersMixin, ValidationForwarding
         """The most likely candidate of every choice."""
         return {label: max(probs, key=lambda name: float(probs[name])) for label, probs in self.export_probs().items()}
 
-    def fix_path(self, sample: dict[str, Any]) -> None:
-        """Make every mixed layer run the candidate ``sample`` names (until the next ``resample``)."""
-        for module in self.supernet_modules():
-            module.resample(memo=dict(sample))
-
     def on_validation_epoch_start(self) -> None:
         self.fix_path(self.argmax_sample())
         super().on_validation_epoch_start()

@@ -73,11 +73,6 @@ class SposValidatingModule(ValidationForwardingMixin, RandomSamplingLightningMod
         self._reseed(1, batch_idx)
         return super().validation_step(batch, batch_idx)
 
-    def fix_path(self, sample: Mapping[str, Any]) -> None:
-        """Make every path-sampling layer run the candidate ``sample`` names (until the next resample)."""
-        for module in self.supernet_modules():
-            module.resample(memo=dict(sample))
-
 
 @dataclass
 class EvolutionResult:
