@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 
 import torch
-from torch import nn
 
-from .registry import register
+from .registry import ParameterFreeOp, register
 
 __all__ = ["Add", "Hadamard"]
 
@@ -16,18 +15,8 @@ logger = logging.getLogger(__name__)
 
 @register("D", "Add")
 @register("F", "Add")
-class Add(nn.Module):
-    """Elementwise sum ``x + y``.
-
-    Parameters
-    ----------
-    dim : int
-        Width d (unused).
-    """
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.dim = dim
+class Add(ParameterFreeOp):
+    """Elementwise sum ``x + y``."""
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(batch, m, d), (batch, m, d) -> (batch, m, d)."""
@@ -35,18 +24,8 @@ class Add(nn.Module):
 
 
 @register("D", "Hadamard")
-class Hadamard(nn.Module):
-    """Elementwise product ``x * y``.
-
-    Parameters
-    ----------
-    dim : int
-        Width d (unused).
-    """
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.dim = dim
+class Hadamard(ParameterFreeOp):
+    """Elementwise product ``x * y``."""
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(batch, m, d), (batch, m, d) -> (batch, m, d)."""

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-__all__ = ["KINDS", "OPS", "PAPER_ORDER", "UnknownOpError", "build_op", "op_names", "register"]
+__all__ = ["ParameterFreeOp", "KINDS", "OPS", "PAPER_ORDER", "UnknownOpError", "build_op", "op_names", "register"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,3 +145,17 @@ def build_op(kind: str, name: str, dim: int, **settings: Any) -> nn.Module:
     if ignored:
         logger.debug("build_op %s/%s ignores settings %s", kind, name, ignored)
     return cls(dim, **accepted)
+
+
+class ParameterFreeOp(nn.Module):
+    """Base of the operators without parameters (Skip, SiLU, Add, Hadamard): they only record their width.
+
+    Parameters
+    ----------
+    dim : int
+        Width d (unused by the computation; kept so every operator is built as ``Op(dim, ...)``).
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim

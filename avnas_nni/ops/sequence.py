@@ -14,7 +14,7 @@ from torch import nn
 
 from . import scan as _scan
 from .mamba import CausalDepthwiseConv1d, init_dt_proj_, s4d_real_a_log
-from .registry import register
+from .registry import ParameterFreeOp, register
 
 __all__ = ["FFN", "MLP", "Conv", "SelfAttention", "SelfSSM", "Skip", "resolve_num_heads"]
 
@@ -52,18 +52,8 @@ def resolve_num_heads(dim: int, num_heads: int | None, owner: str) -> int:
 
 @register("M", "Skip")
 @register("U", "Skip")
-class Skip(nn.Module):
-    """Identity (M and U cells).
-
-    Parameters
-    ----------
-    dim : int
-        Width d (unused).
-    """
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.dim = dim
+class Skip(ParameterFreeOp):
+    """Identity (M and U cells)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return x unchanged."""

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import register
+from .registry import ParameterFreeOp, register
 from .sequence import Skip
 
 __all__ = ["LayerNorm", "SiLU", "Skip"]
@@ -17,18 +17,8 @@ logger = logging.getLogger(__name__)
 
 
 @register("U", "SiLU")
-class SiLU(nn.Module):
-    """SiLU activation ``x * sigmoid(x)``.
-
-    Parameters
-    ----------
-    dim : int
-        Width d (unused).
-    """
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.dim = dim
+class SiLU(ParameterFreeOp):
+    """SiLU activation ``x * sigmoid(x)``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Elementwise SiLU."""
