@@ -204,7 +204,8 @@ def _finetune(model: torch.nn.Module, settings: RunSettings, run: RunDir, resume
     return module.model, epoch_log.rows, seconds
 
 
-def _test(model: torch.nn.Module, settings: RunSettings) -> dict[str, Any]:
+def _test(model: torch.nn.Module, settings: RunSettings, splits: tuple[str, ...] = ("val", "test")) -> dict[str, Any]:
+    """Retrieval report of each query split against the retrieval database, and the encoding speed."""
     model = model.eval()
     device = "cuda" if settings.accelerator == "gpu" else "cpu"
     model.to(device)
@@ -213,11 +214,10 @@ def _test(model: torch.nn.Module, settings: RunSettings) -> dict[str, Any]:
     started = time.perf_counter()
     db_codes = sign_codes(encode(model, database[0], database[1], device=device)).numpy()
     db_seconds = time.perf_counter() - started
-    for split in ("val", "test"):
+    for split in splits:
         qv, qa, ql = load_split(settings.data, split)
         q_codes = sign_codes(encode(model, qv, qa, device=device)).numpy()
-        report = retrieval_report(q_codes, db_codes, ql, database[2], topk=settings.topk)
-        out[split] = report
+        out[split] = retrieval_report(q_codes, db_codes, ql, database[2], topk=settings.topk)
     out["infer_seconds_per_12.5k"] = db_seconds / len(database[0]) * INFER_VIDEOS
     return out
 
@@ -310,9 +310,7 @@ def resolve_arch(arch: str | None, settings: RunSettings) -> tuple[dict[str, Any
             sample = single_modality(sample, modality, expert.tail["SF"])
             overrides["modalities"] = (modality,)
         return overrides, sample
-    record = RunDir(Path(arch).parent).read_arch() if Path(arch).name == "arch.json" else None
-    if record is None:
-        record = read_json(Path(arch), "architecture")
+    record = read_json(Path(arch), "architecture")
     sample = record.get("arch", record)
     space = record.get("space", {})
     overrides = {k: (tuple(v) if k == "modalities" else v) for k, v in space.items()
@@ -360,11 +358,4 @@ def evaluate_run(path: str | Path, split: str = "test", data: str | None = None)
     model, settings, _ = load_run_model(path)
     if data:
         settings.data = data
-    model.eval()
-    database = load_split(settings.data, "retrieval")
-    queries = load_split(settings.data, split)
-    device = "cuda" if settings.accelerator == "gpu" else "cpu"
-    model.to(device)
-    d = sign_codes(encode(model, database[0], database[1], device=device)).numpy()
-    q = sign_codes(encode(model, queries[0], queries[1], device=device)).numpy()
-    return retrieval_report(q, d, queries[2], database[2], topk=settings.topk)
+    return _test(model, settings, (split,))[split]
