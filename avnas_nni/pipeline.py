@@ -176,7 +176,9 @@ def _search(settings: RunSettings, run: RunDir, resume: bool, progress: bool):
     else:
         sample = strategy.export()
     probs = strategy.export_probs()
-    return sample, probs, strategy.supernet, epoch_log.rows, search_seconds
+    # Strategies with a search of their own (SPOS's evolution, Random's candidates) account for it here.
+    details = strategy.search_record() if callable(getattr(strategy, "search_record", None)) else None
+    return sample, probs, strategy.supernet, epoch_log.rows, search_seconds, details
 
 
 def _finetune(model: torch.nn.Module, settings: RunSettings, run: RunDir, resume: bool, progress: bool):
@@ -265,12 +267,14 @@ def run_search(settings: RunSettings, out: str | Path, *, resume: bool = False, 
         model = load_weights(prune(space, sample), run.path / "pruned_init.safetensors")
         search_rows, search_seconds = record.get("search_history", []), record.get("search_seconds", 0.0)
     else:
-        sample, probs, supernet, search_rows, search_seconds = _search(settings, run, resume, progress)
+        sample, probs, supernet, search_rows, search_seconds, details = _search(settings, run, resume, progress)
         space = build_space(settings)
         # supernet None (random search, k = 1): the sample is trained from scratch, from fresh weights.
         model = prune(copy.deepcopy(supernet) if supernet is not None else space, sample)
         record = _arch_record(settings, _space_kwargs(space), sample, probs)
         record.update(search_history=search_rows, search_seconds=search_seconds)
+        if details is not None:
+            record["search_details"] = details
         save_weights(model, run.path / "pruned_init.safetensors")
         run.write_json("arch.json", record)
     logger.info("architecture: %s", sample)

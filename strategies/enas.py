@@ -22,9 +22,11 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from nni.nas.oneshot.pytorch.sampling import EnasLightningModule
 from nni.nas.oneshot.pytorch.strategy import ENAS
+from tianshou.data import Batch
 
 from ._hooks import ValidationForwardingMixin
 
@@ -57,6 +59,35 @@ class _ArgmaxCategorical(torch.distributions.Categorical):
         return mode.expand(torch.Size(sample_shape) + mode.shape)
 
 
+# Replay-buffer fields that change as trajectories arrive (the rest is set by the constructor).
+_BUFFER_FIELDS = ("_meta", "_indices", "last_index", "_index", "_size", "_ep_rew", "_ep_len", "_ep_idx")
+
+
+def _to_tensors(value: Any) -> Any:
+    """numpy/tianshou values as tensors and plain containers, so a weights-only checkpoint can hold them."""
+    if isinstance(value, Batch):
+        return {"__batch__": {key: _to_tensors(item) for key, item in value.items()}}
+    if isinstance(value, np.ndarray | np.generic):
+        array = np.asarray(value)
+        if array.dtype == object:
+            raise TypeError("ENAS: cannot checkpoint a replay buffer holding Python objects")
+        return {"__numpy__": torch.from_numpy(array.copy()), "scalar": isinstance(value, np.generic)}
+    if isinstance(value, dict):
+        return {"__dict__": {key: _to_tensors(item) for key, item in value.items()}}
+    return value
+
+
+def _from_tensors(value: Any) -> Any:
+    if isinstance(value, dict) and "__batch__" in value:
+        return Batch({key: _from_tensors(item) for key, item in value["__batch__"].items()})
+    if isinstance(value, dict) and "__numpy__" in value:
+        array = value["__numpy__"].numpy()
+        return array[()] if value["scalar"] else array
+    if isinstance(value, dict) and "__dict__" in value:
+        return {key: _from_tensors(item) for key, item in value["__dict__"].items()}
+    return value
+
+
 class EnasTaggedModule(ValidationForwardingMixin, EnasLightningModule):
     """NNI's ENAS module fed tagged batches, validating the controller's greedy architecture each epoch."""
 
@@ -72,7 +103,48 @@ class EnasTaggedModule(ValidationForwardingMixin, EnasLightningModule):
                 torch.manual_seed(self.seed)
             super().set_model(model)
 
+    def _optimizer_order(self) -> list[str]:
+        """Names of the PPO optimizer's parameters in its own order (NNI builds it from a set: any order)."""
+        names = {id(p): name for name, p in self.policy.named_parameters()}
+        return [names[id(p)] for group in self.policy.optim.param_groups for p in group["params"]]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The controller's weights are a submodule (in the state dict); its PPO optimizer is not.
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["enas_policy_optimizer"] = {"state": self.policy.optim.state_dict(),
+                                               "order": self._optimizer_order()}
+        # NNI updates the controller from the replay buffer on every step once a trajectory arrived, so
+        # the buffer and the trajectory counter are training state too.
+        checkpoint["enas_replay"] = {"counter": self._trajectory_counter, "buffer": {
+            name: _to_tensors(getattr(self._replay_buffer, name)) for name in _BUFFER_FIELDS}}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        replay = checkpoint.get("enas_replay")
+        if replay is not None:
+            self._trajectory_counter = replay["counter"]
+            for name, value in replay["buffer"].items():
+                setattr(self._replay_buffer, name, _from_tensors(value))
+        saved = checkpoint.get("enas_policy_optimizer")
+        if saved is None:
+            return
+        position = {name: i for i, name in enumerate(self._optimizer_order())}
+        new_index = [position[name] for name in saved["order"]]  # saved index → this optimizer's index
+        state = saved["state"]
+        remapped = {"state": {new_index[k]: v for k, v in state["state"].items()},
+                    "param_groups": [{**g, "params": [new_index[k] for k in g["params"]]}
+                                     for g in state["param_groups"]]}
+        if len(remapped["param_groups"]) == 1:  # the group's index list must follow this optimizer's order
+            remapped["param_groups"][0]["params"] = sorted(remapped["param_groups"][0]["params"])
+        self.policy.optim.load_state_dict(remapped)
+
     def training_step(self, batch_packed, batch_idx):
+        if self.seed is not None:
+            # The controller samples from torch's global RNG and tianshou's PPO shuffles its minibatches with
+            # numpy's: both reseeded from (seed, epoch, batch), so a resumed run repeats them.
+            step_seed = (self.seed * 1_000_003 + self.trainer.current_epoch) * 1_000_003 + batch_idx
+            torch.manual_seed(step_seed)
+            np.random.seed(step_seed % 2**32)  # noqa: NPY002 (tianshou shuffles with the global RNG)
         if not (isinstance(batch_packed, (tuple, list)) and len(batch_packed) == 2
                 and isinstance(batch_packed[1], str) and batch_packed[1] in _MODES):
             raise TypeError("ENAS: expected batches tagged (batch, 'train' | 'val') by EnasBaseline.train_dataloader, "
@@ -127,7 +199,10 @@ class EnasBaseline(ENAS):
         The per-batch metric the evaluator logs in ``validation_step`` (``on_step=True``) that rewards the
         controller.
     seed : int or None
-        Seeds the controller's initial weights (sampling uses the global torch RNG).
+        Seeds the controller's initial weights and, per (epoch, batch), the global torch RNG its sampling
+        draws from. A resumed run restores the controller and its optimizer; NNI's default replay buffer
+        holds only the trajectories since the last update, so nothing else is lost (an explicit
+        ``replay_buffer_size`` restarts empty).
     arc_learning_rate : float or None
         Ignored (the controller's learning rate is set by ``policy_fn``; NNI's default 1e-4).
     **kwargs

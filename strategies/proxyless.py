@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import torch
 from nni.nas.oneshot.pytorch.differentiable import DartsLightningModule
 from nni.nas.oneshot.pytorch.strategy import Proxyless
 
@@ -23,7 +24,18 @@ logger = logging.getLogger(__name__)
 
 
 class ProxylessValidatingModule(OrderedArchParametersMixin, ValidationForwardingMixin, DartsLightningModule):
-    """NNI's Proxyless module (its training step is DARTS's) validating the argmax path of softmax(α)."""
+    """NNI's Proxyless module (its training step is DARTS's) validating the argmax path of softmax(α).
+
+    With ``sampling_seed`` set, the global torch RNG that NNI's path sampling draws from is reseeded from
+    (seed, epoch, batch) before every training step, so a resumed run samples the paths it would have.
+    """
+
+    sampling_seed: int | None = None
+
+    def training_step(self, batch: Any, batch_idx: int) -> Any:
+        if self.sampling_seed is not None:
+            torch.manual_seed((self.sampling_seed * 1_000_003 + self.trainer.current_epoch) * 1_000_003 + batch_idx)
+        return super().training_step(batch, batch_idx)
 
     def argmax_sample(self) -> dict[str, Any]:
         """The most likely candidate of every choice."""
@@ -46,10 +58,15 @@ class ProxylessBaseline(SeededDifferentiableMixin, Proxyless):
     arc_learning_rate : float
         Learning rate of NNI's α optimizer (Adam, betas (0.5, 0.999), weight decay 1e-3).
     seed : int or None
-        Seeds α's initialisation, N(0, 1e-3²) as in NNI (None: the global torch RNG). Path sampling uses
-        the global torch RNG.
+        Seeds α's initialisation, N(0, 1e-3²) as in NNI, and the path sampling of every training step
+        (None: both from the global torch RNG).
     **kwargs
         Any other :class:`~nni.nas.strategy.Proxyless` argument.
     """
 
     module_class = ProxylessValidatingModule
+
+    def configure_oneshot_module(self, training_module):
+        module = super().configure_oneshot_module(training_module)
+        module.sampling_seed = self.seed
+        return module

@@ -193,6 +193,16 @@ class RandomBaseline(Strategy):
         """Random search has no architecture distribution: None."""
         return None
 
+    def search_record(self) -> dict[str, Any]:
+        """JSON-ready account of the search: every sample in draw order, with score and seconds once trained."""
+        if self._best is None:
+            raise RuntimeError("random search: run the strategy before asking for its record")
+        rows = [{"arch": sample} for sample in self.samples]
+        # candidates: empty (k = 1) or one per sample
+        for row, candidate in zip(rows, self.candidates, strict=False):
+            row.update(score=candidate.score, seconds=round(candidate.seconds, 3))
+        return {"k": self.k, "monitor": self.monitor, "candidates": rows}
+
     @property
     def supernet(self) -> nn.Module | None:
         """The winner's trained network (``k > 1``), or None: train the exported sample from scratch."""

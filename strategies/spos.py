@@ -273,3 +273,11 @@ class SposBaseline(RandomOneShot):
     def export_probs(self) -> None:
         """SPOS has no architecture distribution: None."""
         return None
+
+    def search_record(self) -> dict[str, Any]:
+        """JSON-ready account of the evolution: settings, seconds and every subnet scored, in order."""
+        if self.evolution is None:
+            raise RuntimeError("SPOS: run the strategy before asking for its record")
+        return {"evolution": dict(self.evolution_settings), "seconds": round(self.evolution.seconds, 3),
+                "best_score": self.evolution.best_score,
+                "evaluated": [{"arch": sample, "score": score} for sample, score in self.evolution.evaluated]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import warnings
 
 import nni
@@ -13,9 +14,11 @@ from nni.nas.evaluator.pytorch import DataLoader, Lightning, LightningModule, Tr
 from nni.nas.execution import SequentialExecutionEngine
 from nni.nas.nn.pytorch import LayerChoice, ModelSpace
 from nni.nas.space import RawFormatModelSpace
+from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from avnas_nni import pipeline
 from avnas_nni.pipeline import RunSettings, build_space, run_search
 from search_spaces import check_sample
 from strategies import STRATEGIES, DartsBaseline, EnasBaseline, ProxylessBaseline, make_strategy
@@ -61,6 +64,44 @@ def test_pipeline_runs_baseline(name, tiny_data, tmp_path):  # tiny_data: confte
     if name in ("darts", "proxyless", "enas"):
         # DARTS/Proxyless: argmax of softmax(α); ENAS: greedy decoding picks each step's most likely choice.
         assert record["arch"] == _argmax(record["probs"])
+    details = record.get("search_details")
+    if name == "spos":  # the evolution's every scored subnet is on record, the exported one its best
+        scores = [row["score"] for row in details["evaluated"]]
+        assert len(scores) >= details["evolution"]["population_size"] and details["best_score"] == max(scores)
+        assert record["arch"] == details["evaluated"][scores.index(max(scores))]["arch"]
+    elif name == "random":
+        assert details == {"k": 1, "monitor": "val_mAP", "candidates": [{"arch": record["arch"]}]}
+    else:
+        assert details is None
+
+
+@pytest.mark.parametrize("name, strategy", [("darts", {}), ("proxyless", {}), ("spos", {}),
+                                            ("enas", {"batches_per_update": 1}), ("random", {"k": 2})])
+def test_resume_after_a_search_interrupt_equals_uninterrupted(name, strategy, tiny_data, tmp_path, monkeypatch):
+    settings = RunSettings(strategy=name, data=tiny_data, bits=8, search_epochs=2, finetune_epochs=1,
+                           batch_size=16, extra={"strategy": strategy})
+    whole = run_search(settings, tmp_path / "whole")
+    original = pipeline._EpochLog.on_train_epoch_start
+
+    def interrupt(self, trainer, pl_module):  # Ctrl-C as the search's (first candidate's) 2nd epoch starts
+        if self.stage == "search" and trainer.current_epoch == 1:
+            raise KeyboardInterrupt
+        original(self, trainer, pl_module)
+
+    monkeypatch.setattr(pipeline._EpochLog, "on_train_epoch_start", interrupt)
+    handler = signal.getsignal(signal.SIGINT)
+    try:  # Lightning turns Ctrl-C into sys.exit(1) and ignores further SIGINTs
+        with pytest.raises((KeyboardInterrupt, SystemExit)):
+            run_search(settings, tmp_path / "cut")
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    monkeypatch.setattr(pipeline._EpochLog, "on_train_epoch_start", original)
+    resumed = run_search(settings, tmp_path / "cut", resume=True)
+    assert resumed["test_mAP@100"] == pytest.approx(whole["test_mAP@100"], abs=1e-12)
+    records = [json.loads((tmp_path / run / "arch.json").read_text()) for run in ("whole", "cut")]
+    assert records[0]["arch"] == records[1]["arch"] and records[0]["probs"] == records[1]["probs"]
+    a, b = (load_file(str(tmp_path / run / "model.safetensors")) for run in ("whole", "cut"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_registry_names_and_common_settings():
