@@ -6,6 +6,7 @@ Every user error (bad data, unknown preset, bad settings) ends as one line on st
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -151,6 +152,16 @@ def _add_training_args(p: argparse.ArgumentParser, search: bool) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+#: Benchmarks ``avnas bench NAME`` runs (modules of the ``benchmarks`` package, each with ``main(argv)``).
+BENCHMARKS = ("table2", "strategies_quick", "embedded_modalities", "supernet_speed", "scan_speed", "metrics_speed")
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    # A face handing over to another face: looked up by name at run time, so nothing imports benchmarks.
+    module = importlib.import_module(f"benchmarks.{args.name}")
+    return module.main(list(args.args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``avnas`` argument parser."""
     parser = argparse.ArgumentParser(prog="avnas", description="AV-NAS audio-visual NAS for video hashing on NNI")
@@ -200,6 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", help="evaluate on another dataset config with the same d and m")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=_cmd_evaluate)
+
+    bench = sub.add_parser("bench", help="run a benchmark: table2 (the paper's Table 2/3 and figures), …",
+                           description="Run a benchmark of the benchmarks/ package; arguments after NAME go to it "
+                                       "(avnas bench table2 --help).")
+    bench.add_argument("name", choices=BENCHMARKS)
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="the benchmark's own arguments")
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 
@@ -212,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from avnas_nni.errors import AVNASError
 
     try:
-        args.func(args)
+        code = args.func(args)
     except (KeyboardInterrupt, SystemExit):  # Lightning answers Ctrl-C with a graceful shutdown and sys.exit(1)
         print("avnas: interrupted; the last finished epoch is checkpointed: rerun the same command with --resume",
               file=sys.stderr)
@@ -223,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (AVNASError, ValueError) as exc:
         print(f"avnas: error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

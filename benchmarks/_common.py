@@ -9,10 +9,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["machine", "save_json", "save_table"]
+from avnas_nni.codes import sign_codes
+from avnas_nni.evaluator import encode, load_split
+from avnas_nni.pipeline import load_run_model
+
+__all__ = ["machine", "save_json", "save_table", "run_codes"]
 
 
 def machine() -> str:
@@ -41,3 +46,17 @@ def save_table(table: pd.DataFrame, out: Path, title: str, module: str, argv: li
             + table.to_markdown(index=False, floatfmt=".4f") + "\n")
     out.with_suffix(".md").write_text(text)
     return text
+
+
+def run_codes(run: str | Path, split: str = "test") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """±1 codes of a finished run: ``(query codes, query labels, database codes, database labels)``.
+
+    Queries are ``split``, the database is the run's retrieval list; labels are multi-hot.
+    """
+    model, settings, _ = load_run_model(run)
+    model.eval()
+    visual, audio, labels = load_split(settings.data, split)
+    db_visual, db_audio, db_labels = load_split(settings.data, "retrieval")
+    query = sign_codes(encode(model, visual, audio)).numpy()
+    database = sign_codes(encode(model, db_visual, db_audio)).numpy()
+    return query, labels, database, db_labels

@@ -1,0 +1,107 @@
+"""The rows of the paper's Table 2 and Table 3 as a registry: what each row runs and what the paper reports.
+
+A row is one run of the project's pipeline (:func:`avnas_nni.pipeline.run_search` or ``run_train``) with
+a few settings changed; the benchmark runner (:mod:`benchmarks.table2`) runs it per code length and seed.
+Later rows (the video-hashing methods of Table 2, lines 3–11) join with :func:`register_row`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Row", "ROWS", "register_row", "select_rows", "PAPER_DATASETS"]
+
+#: The paper's two datasets, in the order of :attr:`Row.paper` values.
+PAPER_DATASETS = ("ActivityNet", "FCVID")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of Table 2 or Table 3.
+
+    Attributes
+    ----------
+    name : str
+        The row's name as the paper prints it.
+    table : str
+        ``"2"`` or ``"3"``.
+    command : str
+        ``"search"`` (a strategy searches, then the exported net is fine-tuned) or ``"train"`` (a fixed
+        architecture trained from scratch).
+    settings : dict
+        :class:`~avnas_nni.pipeline.RunSettings` fields this row sets.
+    seed_offset : int
+        Added to the run's seed (Random 1–5 are five samples: offsets 1…5).
+    paper : dict
+        Code length → (ActivityNet, FCVID) mAP@100 the paper reports; None where it gives none per row.
+    group : str
+        ``"nas"`` (the NAS baselines AV-NAS is compared with), ``"random"``, ``"avnas"``, ``"modality"``,
+        ``"expert"``.
+    """
+
+    name: str
+    table: str
+    command: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    seed_offset: int = 0
+    paper: dict[int, tuple[float | None, float | None]] = field(default_factory=dict)
+    group: str = "nas"
+
+    @property
+    def slug(self) -> str:
+        """File-name form of the name (``AV-NAS (Arch-1)`` → ``av-nas-arch-1``)."""
+        kept = "".join(ch.lower() if ch.isalnum() else "-" for ch in self.name.replace("+", "-plus"))
+        return "-".join(part for part in kept.split("-") if part)
+
+
+ROWS: dict[str, Row] = {}
+
+
+def register_row(row: Row) -> Row:
+    """Add ``row`` to :data:`ROWS` (a name may be registered once)."""
+    if row.table not in ("2", "3"):
+        raise ValueError(f"row {row.name!r}: table must be '2' or '3', got {row.table!r}")
+    if row.command not in ("search", "train"):
+        raise ValueError(f"row {row.name!r}: command must be 'search' or 'train', got {row.command!r}")
+    if row.name in ROWS:
+        raise ValueError(f"row {row.name!r} is already registered")
+    ROWS[row.name] = row
+    return row
+
+
+def select_rows(names: str | None) -> list[Row]:
+    """Rows named in a comma-separated list (None or ``all``: every row), in registry order."""
+    if names is None or names == "all":
+        return list(ROWS.values())
+    wanted = [name.strip() for name in names.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in ROWS]
+    if unknown:
+        raise ValueError(f"--rows: unknown row(s) {unknown}; known: {list(ROWS)}")
+    return [row for name, row in ROWS.items() if name in wanted]
+
+
+# Paper numbers: SPEC §6 (mAP@100, 32 / 64 bits, ActivityNet and FCVID).
+for _row in (
+    Row("DARTS", "2", "search", {"strategy": "darts"}, paper={32: (0.8630, 0.9180), 64: (0.8860, 0.9199)}),
+    Row("SPOS", "2", "search", {"strategy": "spos"}, paper={32: (0.8785, 0.9165), 64: (0.8982, 0.9198)}),
+    Row("ProxylessNAS", "2", "search", {"strategy": "proxyless"},
+        paper={32: (0.8571, 0.8470), 64: (0.8690, 0.8638)}),
+    Row("ENAS", "2", "search", {"strategy": "enas"}, paper={32: (0.8545, 0.9094), 64: (0.8696, 0.9193)}),
+    # The paper gives Random 1–5 only as a range: ActivityNet 0.7447–0.8649, FCVID 0.8071–0.8880.
+    *(Row(f"Random {i}", "2", "search", {"strategy": "random"}, seed_offset=i, group="random") for i in range(1, 6)),
+    Row("Visual only", "2", "search", {"strategy": "avnas", "modalities": ["visual"]},
+        paper={32: (0.8650, 0.9192), 64: (0.8795, 0.9231)}, group="modality"),
+    Row("Audio only", "2", "search", {"strategy": "avnas", "modalities": ["audio"]},
+        paper={32: (0.2379, 0.4350), 64: (0.2541, 0.4387)}, group="modality"),
+    Row("AV-NAS (Arch-1)", "2", "search", {"strategy": "avnas", "prune": "argmax"},
+        paper={32: (0.8750, 0.9215), 64: (0.9010, 0.9253)}, group="avnas"),
+    Row("AV-NAS (Arch-2)", "2", "search", {"strategy": "avnas", "prune": "top2"},
+        paper={32: (0.8724, 0.9230), 64: (0.8950, 0.9321)}, group="avnas"),
+    Row("Transformer", "3", "train", {"arch": "transformer"}, paper={32: (0.8379, 0.9135), 64: (0.8569, 0.9150)},
+        group="expert"),
+    Row("Transformer+", "3", "train", {"arch": "transformer_plus"},
+        paper={32: (0.8434, 0.9150), 64: (0.8653, 0.9170)}, group="expert"),
+    Row("Mamba", "3", "train", {"arch": "mamba"}, paper={32: (0.8300, 0.9102), 64: (0.8741, 0.9240)}, group="expert"),
+):
+    register_row(_row)

@@ -1,0 +1,77 @@
+"""The Table 2 benchmark runner on a tiny config: outputs exist, hold the measured values, and are cached."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from benchmarks import table2
+from benchmarks.rows import ROWS, Row, register_row, select_rows
+
+ROWS_UNDER_TEST = "AV-NAS (Arch-1),Visual only"
+
+
+@pytest.fixture(scope="module")
+def bench(tiny_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("table2")
+    argv = ["--data", tiny_data, "--rows", ROWS_UNDER_TEST, "--bits", "8", "--epochs", "1", "--finetune-epochs", "1",
+            "--batch-size", "16", "--seed", "5", "--work", str(root / "work"), "--out", str(root / "out")]
+    assert table2.main(argv) == 0
+    return root, argv
+
+
+def test_outputs_exist_and_hold_the_measured_values(bench):
+    root, _ = bench
+    out = root / "out"
+    results = pd.read_csv(out / "table2.csv")
+    assert list(results["row"]) == ["Visual only", "AV-NAS (Arch-1)"] and set(results["bits"]) == {8}  # registry order
+    markdown = (out / "table2.md").read_text()
+    for _, line in results.iterrows():
+        run = root / "work" / f"{ROWS[line['row']].slug}-8b-s5"
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert line["test_mAP@100"] == pytest.approx(metrics["test_mAP@100"], abs=5e-5)
+        assert line["params"] == metrics["params"]
+        assert f"| {line['row']} | {metrics['test_mAP@100']:.4f} |" in markdown
+    assert "## Paired test" in markdown and "AV-NAS vs Visual only" in markdown
+    assert "python -m benchmarks.table2 --data" in markdown  # the exact command is recorded
+    for name in ("fig5_architecture.png", "fig6_curves.png", "fig7_tsne.png"):
+        data = (out / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
+
+
+def test_finished_rows_are_read_back_not_rerun(bench, monkeypatch):
+    root, argv = bench
+    before = pd.read_csv(root / "out" / "table2.csv")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished row was run again")
+
+    monkeypatch.setattr(table2, "run_search", refuse)
+    monkeypatch.setattr(table2, "run_train", refuse)
+    assert table2.main([*argv, "--no-figures"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(root / "out" / "table2.csv"), before)
+
+
+def test_claims_say_whether_and_by_how_much():
+    results = pd.DataFrame([
+        {"row": "AV-NAS (Arch-1)", "table": "2", "bits": 64, "test_mAP@100": 0.80, "supernet_s_per_epoch": 40.0},
+        {"row": "DARTS", "table": "2", "bits": 64, "test_mAP@100": 0.85, "supernet_s_per_epoch": 100.0},
+        {"row": "Visual only", "table": "2", "bits": 64, "test_mAP@100": 0.60, "supernet_s_per_epoch": 20.0},
+        {"row": "Audio only", "table": "2", "bits": 64, "test_mAP@100": 0.30, "supernet_s_per_epoch": 20.0},
+    ])
+    lines = table2.claims(results, [64])
+    assert any("does NOT hold" in line and "DARTS" in line and "-0.0500" in line for line in lines)
+    assert any("audio-visual > visual-only > audio-only (64 bits): holds" in line for line in lines)
+    assert any("0.40×" in line and "holds" in line for line in lines)
+
+
+def test_bad_rows_and_registry_errors(tmp_path, capsys):
+    assert table2.main(["--rows", "Nope", "--out", str(tmp_path)]) == 2
+    assert "unknown row(s) ['Nope']" in capsys.readouterr().err
+    assert [row.name for row in select_rows("Mamba,DARTS")] == ["DARTS", "Mamba"]  # registry order
+    with pytest.raises(ValueError, match="already registered"):
+        register_row(Row("DARTS", "2", "search"))
+    with pytest.raises(ValueError, match="table must be"):
+        register_row(Row("X", "4", "search"))
