@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,9 @@ from strategies import STRATEGIES, make_strategy, prune
 __all__ = ["PROFILES", "RunSettings", "run_search", "run_train", "evaluate_run", "build_space", "load_run_model"]
 
 logger = logging.getLogger(__name__)
+
+#: Called with each finished epoch's history row.
+EpochHook = Callable[[dict[str, Any]], None]
 
 #: Videos per inference-time figure (the paper reports 12.5k videos).
 INFER_VIDEOS = 12_500
@@ -112,8 +116,8 @@ def build_space(settings: RunSettings, **overrides: Any) -> AVNASSpace:
 class _EpochLog(Callback):
     """Per-epoch loss, val mAP and seconds of a stage; its rows live in the checkpoints (resume-safe)."""
 
-    def __init__(self, stage: str):
-        self.stage, self.rows, self._start = stage, [], 0.0
+    def __init__(self, stage: str, on_epoch: EpochHook | None = None):
+        self.stage, self.rows, self._start, self.on_epoch = stage, [], 0.0, on_epoch
 
     def on_train_epoch_start(self, trainer, pl_module):
         self._start = time.perf_counter()
@@ -126,6 +130,8 @@ class _EpochLog(Callback):
         self.rows.append(row)
         logger.info("%s epoch %d: loss %.4f, val mAP %.4f (%.1f s)", self.stage, row["epoch"],
                     row["train_loss"] or float("nan"), row["val_mAP"] or float("nan"), row["seconds"])
+        if self.on_epoch is not None:
+            self.on_epoch(dict(row))
 
     def state_dict(self):
         return {"rows": list(self.rows)}
@@ -138,8 +144,9 @@ def _float(value) -> float | None:
     return None if value is None else float(value)
 
 
-def _trainer_kwargs(settings: RunSettings, run: RunDir, stage: str, progress: bool, monitor_best: bool):
-    callbacks = [_EpochLog(stage), ModelCheckpoint(dirpath=run.checkpoints(stage), filename="best",
+def _trainer_kwargs(settings: RunSettings, run: RunDir, stage: str, progress: bool, monitor_best: bool,
+                    on_epoch: EpochHook | None = None):
+    callbacks = [_EpochLog(stage, on_epoch), ModelCheckpoint(dirpath=run.checkpoints(stage), filename="best",
                                                    monitor="val_mAP" if monitor_best else None, mode="max",
                                                    save_last=True, save_top_k=1, enable_version_counter=False,
                                                    save_on_train_epoch_end=True)]
@@ -154,11 +161,11 @@ def _resume_path(run: RunDir, stage: str, resume: bool) -> str | None:
     return str(last) if last else None
 
 
-def _search(settings: RunSettings, run: RunDir, resume: bool, progress: bool):
+def _search(settings: RunSettings, run: RunDir, resume: bool, progress: bool, on_epoch: EpochHook | None):
     """Stage 1: train the supernet with the strategy and export (sample, probs, supernet with W*)."""
     pl.seed_everything(settings.seed, verbose=False)
     space = build_space(settings)
-    kwargs = _trainer_kwargs(settings, run, "search", progress, monitor_best=False)
+    kwargs = _trainer_kwargs(settings, run, "search", progress, monitor_best=False, on_epoch=on_epoch)
     ckpt = _resume_path(run, "search", resume)
     evaluator = make_evaluator(settings.data, max_epochs=settings.search_epochs, batch_size=settings.batch_size,
                                lr=settings.search_lr, tau=settings.tau, n_neg=settings.n_neg, topk=settings.topk,
@@ -181,7 +188,8 @@ def _search(settings: RunSettings, run: RunDir, resume: bool, progress: bool):
     return sample, probs, strategy.supernet, epoch_log.rows, search_seconds, details
 
 
-def _finetune(model: torch.nn.Module, settings: RunSettings, run: RunDir, resume: bool, progress: bool):
+def _finetune(model: torch.nn.Module, settings: RunSettings, run: RunDir, resume: bool, progress: bool,
+              on_epoch: EpochHook | None):
     """Stage 2: train a fixed network, keep the best-val-mAP weights (W**)."""
     pl.seed_everything(settings.seed + 1, verbose=False)
     module = HashingModule(settings.data, lr=settings.finetune_lr, eps=settings.finetune_eps, tau=settings.tau,
@@ -189,7 +197,7 @@ def _finetune(model: torch.nn.Module, settings: RunSettings, run: RunDir, resume
                            in_batch_negatives=settings.in_batch_negatives)
     module.set_model(model)
     evaluator = make_evaluator(settings.data, max_epochs=settings.finetune_epochs, batch_size=settings.batch_size,
-                               trainer_kwargs=_trainer_kwargs(settings, run, "finetune", progress, True))
+                               trainer_kwargs=_trainer_kwargs(settings, run, "finetune", progress, True, on_epoch))
     ckpt = _resume_path(run, "finetune", resume)
     trainer = evaluator.trainer
     started = time.perf_counter()
@@ -256,8 +264,13 @@ def _space_kwargs(space: AVNASSpace) -> dict[str, Any]:
     return dict(space.trace_kwargs)
 
 
-def run_search(settings: RunSettings, out: str | Path, *, resume: bool = False, progress: bool = False) -> dict:
-    """Search with ``settings.strategy``, prune, fine-tune from the inherited weights, test; write ``out``."""
+def run_search(settings: RunSettings, out: str | Path, *, resume: bool = False, progress: bool = False,
+               on_epoch: EpochHook | None = None) -> dict:
+    """Search with ``settings.strategy``, prune, fine-tune from the inherited weights, test; write ``out``.
+
+    ``on_epoch`` is called with each finished epoch's history row (stage, epoch, seconds, train_loss,
+    val_mAP), search epochs first, e.g. to report intermediate results to an NNI trial.
+    """
     run = RunDir(out)
     _prepare(run, settings, resume)
     if run.arch_path.is_file() and resume and (run.path / "pruned_init.safetensors").is_file():
@@ -267,7 +280,8 @@ def run_search(settings: RunSettings, out: str | Path, *, resume: bool = False, 
         model = load_weights(prune(space, sample), run.path / "pruned_init.safetensors")
         search_rows, search_seconds = record.get("search_history", []), record.get("search_seconds", 0.0)
     else:
-        sample, probs, supernet, search_rows, search_seconds, details = _search(settings, run, resume, progress)
+        found = _search(settings, run, resume, progress, on_epoch)
+        sample, probs, supernet, search_rows, search_seconds, details = found
         space = build_space(settings)
         # supernet None (random search, k = 1): the sample is trained from scratch, from fresh weights.
         model = prune(copy.deepcopy(supernet) if supernet is not None else space, sample)
@@ -278,15 +292,19 @@ def run_search(settings: RunSettings, out: str | Path, *, resume: bool = False, 
         save_weights(model, run.path / "pruned_init.safetensors")
         run.write_json("arch.json", record)
     logger.info("architecture: %s", sample)
-    model, ft_rows, ft_seconds = _finetune(model, settings, run, resume, progress)
+    model, ft_rows, ft_seconds = _finetune(model, settings, run, resume, progress, on_epoch)
     epochs = [r["seconds"] for r in search_rows] or [0.0]
     timings = {"supernet_seconds_per_epoch": sum(epochs) / len(epochs), "search_seconds": search_seconds,
                "finetune_seconds_per_epoch": ft_seconds / max(settings.finetune_epochs, 1)}
     return _finish(run, settings, model, search_rows + ft_rows, timings)
 
 
-def run_train(settings: RunSettings, out: str | Path, *, resume: bool = False, progress: bool = False) -> dict:
-    """Train a fixed architecture (an expert name, ``visual-only``/``audio-only`` or an ``arch.json``) from scratch."""
+def run_train(settings: RunSettings, out: str | Path, *, resume: bool = False, progress: bool = False,
+              on_epoch: EpochHook | None = None) -> dict:
+    """Train a fixed architecture (an expert name, ``NAME-visual``/``NAME-audio`` or an ``arch.json``) from scratch.
+
+    ``on_epoch`` as in :func:`run_search`.
+    """
     run = RunDir(out)
     _prepare(run, settings, resume)
     space_overrides, sample = resolve_arch(settings.arch, settings)
@@ -295,7 +313,7 @@ def run_train(settings: RunSettings, out: str | Path, *, resume: bool = False, p
     pl.seed_everything(settings.seed, verbose=False)
     model = prune(space, sample)
     run.write_json("arch.json", _arch_record(settings, _space_kwargs(space), sample, None))
-    model, rows, seconds = _finetune(model, settings, run, resume, progress)
+    model, rows, seconds = _finetune(model, settings, run, resume, progress, on_epoch)
     timings = {"train_seconds_per_epoch": seconds / max(settings.finetune_epochs, 1)}
     return _finish(run, settings, model, rows, timings)
 

@@ -1,0 +1,192 @@
+"""NNI trial entry point: one whole search (or fixed-architecture training) + fine-tune + test per trial.
+
+NNI 3.0 cannot launch NAS from ``nnictl`` (see the README), so a comparison of strategies is an NNI
+experiment whose search space *is* the comparison — ``{strategy, bits, seed, …}`` — and whose trial
+command is ``python -m avnas_nni.trial``. Each trial:
+
+* reads its parameters with ``nni.get_next_parameter()`` (any :class:`~avnas_nni.pipeline.RunSettings`
+  field, plus ``profile``; ``arch`` makes it a fixed-architecture training), on top of the defaults given
+  on the command line (``--data``, ``--profile``, ``--set key=value``);
+* runs the pipeline into ``$NNI_OUTPUT_DIR/run`` (a normal run directory, plus ``model.onnx``);
+* reports one intermediate result per epoch — validation mAP@100, search epochs then fine-tune epochs —
+  and a final dict metric: ``default`` = test mAP@100, with val mAP, strategy, bits, seed, params,
+  timings and the architecture in compact form (the real configuration, since the parameter id the web UI
+  shows can be wrong under concurrency).
+
+NNI's sequential engine, which runs the search inside this process, swaps NNI's trial channel and
+parameters for its own while it runs; the reporter here keeps the trial's own channel and parameters,
+so every report reaches the trial that NNI launched. Messages stay small (floats and short strings).
+
+Outside NNI (no ``NNI_PLATFORM``) the same command runs with the defaults and prints the final metric.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import nni
+import nni.trial
+import torch
+from nni.runtime.env_vars import trial_env_vars
+from nni.runtime.trial_command_channel import get_default_trial_command_channel
+
+from avnas_nni.errors import AVNASError
+from avnas_nni.pipeline import PROFILES, RunSettings, load_run_model, run_search, run_train
+
+__all__ = ["TrialReporter", "settings_from_parameters", "compact_arch", "export_onnx", "main"]
+
+logger = logging.getLogger(__name__)
+
+#: Parameter names the shipped configs may use for a RunSettings field.
+ALIASES = {"code_bits": "bits", "epochs": "search_epochs"}
+
+
+class TrialReporter:
+    """Reports to the NNI trial this process runs, whatever NNI's in-process engine does meanwhile.
+
+    Captures the trial command channel and the trial's parameter record at construction (call it right
+    after ``nni.get_next_parameter()``).
+    """
+
+    def __init__(self) -> None:
+        self.channel = get_default_trial_command_channel()
+        self.record = nni.trial._params  # the record get_next_parameter() received (None outside NNI)
+        self.sequence = 0
+
+    @property
+    def parameter_id(self) -> int | None:
+        return self.record["parameter_id"] if self.record else None
+
+    def intermediate(self, value: float) -> None:
+        """One intermediate result (a float), numbered in order."""
+        self.channel.send_metric(type="PERIODICAL", parameter_id=self.parameter_id,
+                                 trial_job_id=trial_env_vars.NNI_TRIAL_JOB_ID, sequence=self.sequence,
+                                 value=float(value))
+        self.sequence += 1
+
+    def final(self, metric: dict[str, Any]) -> None:
+        """The final result: a dict whose ``default`` is a float."""
+        self.channel.send_metric(type="FINAL", parameter_id=self.parameter_id,
+                                 trial_job_id=trial_env_vars.NNI_TRIAL_JOB_ID, sequence=0, value=metric)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def settings_from_parameters(parameters: dict[str, Any], defaults: dict[str, Any]) -> tuple[RunSettings, str]:
+    """``(settings, command)`` of a trial: profile defaults, then ``defaults``, then the trial's parameters.
+
+    ``command`` is ``"train"`` when an ``arch`` is given, else ``"search"``. Unknown names are refused.
+    """
+    merged = {ALIASES.get(k, k): v for k, v in {**defaults, **(parameters or {})}.items()}
+    profile = merged.pop("profile", "quick")
+    if profile not in PROFILES:
+        raise ValueError(f"trial parameter 'profile': expected one of {sorted(PROFILES)}, got {profile!r}")
+    known = set(RunSettings.__dataclass_fields__)
+    unknown = sorted(set(merged) - known)
+    if unknown:
+        raise ValueError(f"trial parameters: unknown name(s) {unknown}; expected RunSettings fields "
+                         f"{sorted(known)} or 'profile'")
+    command = "train" if merged.get("arch") else "search"
+    if command == "train":
+        merged["strategy"] = "fixed"
+    return RunSettings(**{**PROFILES[profile], **merged}), command
+
+
+def compact_arch(arch: dict[str, Any]) -> str:
+    """An architecture in one short line: ``visual: M1=FFN U1=Skip …; audio: …; I1=… F=… T=…``."""
+    groups: dict[str, list[str]] = {}
+    for label, choice in arch.items():
+        scope, _, cell = label.rpartition("/")
+        value = "+".join(map(str, choice)) if isinstance(choice, list | tuple) else str(choice)
+        groups.setdefault(scope, []).append(f"{cell}={value}")
+    return "; ".join((f"{scope}: " if scope else "") + " ".join(cells) for scope, cells in groups.items())
+
+
+def export_onnx(run: str | Path) -> Path:
+    """Export a finished run's network to ``run/model.onnx`` (inputs ``visual``, ``audio``; output ``codes``)."""
+    model, _, _ = load_run_model(run)
+    model.eval()
+    inputs = tuple(torch.zeros(1, model.length, model.dim) for _ in range(2))
+    path = Path(run) / "model.onnx"
+    axes = {name: {0: "batch"} for name in ("visual", "audio", "codes")}
+    with warnings.catch_warnings():  # shape checks in the ops are constants for the traced shapes
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(model, inputs, str(path), dynamo=False, input_names=["visual", "audio"],
+                          output_names=["codes"], dynamic_axes=axes, opset_version=17)
+    return path
+
+
+def _next_parameters() -> dict[str, Any]:
+    """This trial's parameters from NNI (an empty dict outside NNI)."""
+    return nni.get_next_parameter() or {}
+
+
+def _defaults(args: argparse.Namespace) -> dict[str, Any]:
+    defaults: dict[str, Any] = {"data": args.data, "profile": args.profile}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set: expected key=value, got {item!r}")
+        defaults[key] = _parse_value(value)
+    return defaults
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m avnas_nni.trial", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="embedded", help="dataset config for every trial (default: embedded)")
+    parser.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="another default setting for every trial (JSON values), e.g. --set finetune_epochs=2")
+    parser.add_argument("--out", type=Path, help="run directory (default: $NNI_OUTPUT_DIR/run, else runs/trial)")
+    parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX export")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    warnings.filterwarnings("ignore", message=".*is found to be not a nn.Module.*")
+    parameters = _next_parameters()
+    reporter = TrialReporter()
+    try:
+        settings, command = settings_from_parameters(parameters, _defaults(args))
+        output_dir = os.environ.get("NNI_OUTPUT_DIR")
+        out = args.out or (Path(output_dir) / "run" if output_dir else Path("runs") / "trial")
+        logger.info("trial %s: %s with %s", trial_env_vars.NNI_TRIAL_JOB_ID, command, parameters)
+
+        def report(row: dict[str, Any]) -> None:
+            if row.get("val_mAP") is not None:
+                reporter.intermediate(row["val_mAP"])
+
+        run = run_search if command == "search" else run_train
+        metrics = run(settings, out, on_epoch=report)
+        onnx_path = None if args.no_onnx else export_onnx(out)
+    except (AVNASError, ValueError) as exc:
+        print(f"avnas trial: error: {exc}", file=sys.stderr)
+        return 2
+    arch = json.loads((out / "arch.json").read_text())["arch"]
+    final = {
+        "default": metrics["test_mAP@100"], "val_mAP": metrics["val_mAP@100"], "strategy": settings.strategy,
+        "bits": settings.bits, "seed": settings.seed, "params": metrics["params"],
+        "search_s": round(metrics.get("search_seconds", 0.0), 1),
+        "train_s_per_epoch": round(metrics.get("finetune_seconds_per_epoch",
+                                               metrics.get("train_seconds_per_epoch", 0.0)), 2),
+        "arch": compact_arch(arch),
+    }
+    if settings.arch:
+        final["arch_name"] = str(settings.arch)
+    reporter.final(final)
+    print(json.dumps({**final, "run": str(out), "onnx": str(onnx_path) if onnx_path else None}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
