@@ -152,6 +152,23 @@ def _add_training_args(p: argparse.ArgumentParser, search: bool) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def _cmd_compare(args: argparse.Namespace) -> None:
+    from avnas_nni.compare import experiment_dir, read_trials, summarise, write_comparison
+
+    directory = experiment_dir(args.experiment, args.root)
+    trials, source = read_trials(directory)
+    table, summary = summarise(trials)
+    out = args.out or directory / "avnas-compare"
+    title = f"Experiment {directory.name}: {len(table)} trials ({source})"
+    write_comparison(table, summary, out, title)
+    print(title)
+    print(summary.to_markdown(index=False, floatfmt=".4f") if not summary.empty else "no finished trial yet")
+    failed = table[table["status"].isin(["FAILED", "SYS_CANCELED", "USER_CANCELED"])]
+    if len(failed):
+        print(f"{len(failed)} trial(s) did not finish: {', '.join(failed['trial'])}")
+    print(f"wrote {out}/summary.md, trials.csv, comparison.png")
+
+
 #: Benchmarks ``avnas bench NAME`` runs (modules of the ``benchmarks`` package, each with ``main(argv)``).
 BENCHMARKS = ("table2", "strategies_quick", "embedded_modalities", "supernet_speed", "scan_speed", "metrics_speed")
 
@@ -211,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", help="evaluate on another dataset config with the same d and m")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=_cmd_evaluate)
+
+    compare = sub.add_parser("compare", help="table and plot of a strategy-comparison NNI experiment")
+    compare.add_argument("experiment", help="experiment id (under --root) or experiment directory")
+    compare.add_argument("--root", type=Path, help="NNI experiment working directory (default ~/nni-experiments)")
+    compare.add_argument("--out", type=Path, help="output directory (default: <experiment dir>/avnas-compare)")
+    compare.set_defaults(func=_cmd_compare)
 
     bench = sub.add_parser("bench", help="run a benchmark: table2 (the paper's Table 2/3 and figures), …",
                            description="Run a benchmark of the benchmarks/ package; arguments after NAME go to it "
