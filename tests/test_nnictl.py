@@ -8,74 +8,24 @@ API shows every final metric with its strategy; ``avnas compare`` reads the expe
 from __future__ import annotations
 
 import json
-import re
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 from avnas_nni.cli import main as avnas
 from avnas_nni.compare import read_trials, summarise
 
-REPO = Path(__file__).resolve().parents[1]
-NNICTL = Path(sys.executable).parent / "nnictl"
-DEADLINE_S = 420
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _get(port: int, path: str):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/nni/{path}", timeout=10) as response:
-        return json.loads(response.read().decode())
+from nni_experiments import NNICTL, launch
 
 
 @pytest.fixture(scope="module")
 def experiment(tiny_data, tmp_path_factory):
     if not NNICTL.is_file():
         pytest.fail(f"nnictl not found next to {sys.executable}: install the package with its dependencies")
-    root = tmp_path_factory.mktemp("nni")
-    port = _free_port()
-    trial = (f"{sys.executable} -m avnas_nni.trial --data {tiny_data} --no-onnx --set search_epochs=1 "
-             "--set finetune_epochs=1 --set batch_size=16 --set bits=8")
-    config = {
-        "experimentName": "avnas-test-compare",
-        # "bogus" is an impossible strategy: that trial fails, the others must not.
-        "searchSpace": {"strategy": {"_type": "choice", "_value": ["avnas", "darts", "bogus"]}},
-        "trialCommand": trial, "trialCodeDirectory": str(REPO), "trialConcurrency": 1, "maxTrialNumber": 3,
-        "tuner": {"name": "GridSearch"}, "experimentWorkingDirectory": str(root),
-        "trainingService": {"platform": "local", "useActiveGpu": False},
-    }
-    path = root / "config.yml"
-    path.write_text(json.dumps(config))  # JSON is YAML
-    created = subprocess.run([str(NNICTL), "create", "--config", str(path), "--port", str(port)],
-                             capture_output=True, text=True, timeout=120, cwd=root)
-    match = re.search(r"Experiment ID: (?:\x1b\[[0-9;]*m)?(\w+)", created.stdout + created.stderr)
-    assert created.returncode == 0 and match, created.stdout + created.stderr
-    exp_id = match.group(1)
-    seen_running = None
-    try:
-        deadline = time.monotonic() + DEADLINE_S
-        status = None
-        while time.monotonic() < deadline:
-            status = _get(port, "check-status")["status"]
-            if seen_running is None and status == "RUNNING":
-                seen_running = read_trials(root / exp_id)[1]
-            if status in ("DONE", "ERROR", "STOPPED"):
-                break
-            time.sleep(3)
-        assert status == "DONE", f"experiment {exp_id} ended as {status!r} within {DEADLINE_S} s"
-        jobs = _get(port, "trial-jobs")
-        yield {"id": exp_id, "root": root, "jobs": jobs, "read_while_running": seen_running}
-    finally:
-        subprocess.run([str(NNICTL), "stop", exp_id], capture_output=True, text=True, timeout=120)
+    # "bogus" is an impossible strategy: that trial fails, the others must not.
+    yield from launch(tmp_path_factory.mktemp("nni"), tiny_data, ["avnas", "darts", "bogus"],
+                       {"platform": "local", "useActiveGpu": False})
 
 
 def _final(job) -> dict:
