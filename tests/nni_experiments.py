@@ -57,7 +57,8 @@ def launch(root: Path, tiny_data: str, strategies: list[str], service: dict, **e
                 break
             time.sleep(3)
         assert status == "DONE", f"experiment {exp_id} ended as {status!r} within {DEADLINE_S} s"
-        yield {"id": exp_id, "root": root, "jobs": get(port, "trial-jobs"), "read_while_running": seen_running}
+        yield {"id": exp_id, "root": root, "port": port, "jobs": get(port, "trial-jobs"),
+               "read_while_running": seen_running}
     finally:
         subprocess.run([str(NNICTL), "stop", exp_id], capture_output=True, text=True, timeout=120)
 

@@ -8,15 +8,20 @@ API shows every final metric with its strategy; ``avnas compare`` reads the expe
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from avnas_nni.cli import main as avnas
 from avnas_nni.compare import read_trials, summarise
 
-from nni_experiments import NNICTL, launch
+from nni_experiments import NNICTL, REPO, launch
+from system_programs import require_program
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +31,10 @@ def experiment(tiny_data, tmp_path_factory):
     # "bogus" is an impossible strategy: that trial fails, the others must not.
     yield from launch(tmp_path_factory.mktemp("nni"), tiny_data, ["avnas", "darts", "bogus"],
                        {"platform": "local", "useActiveGpu": False})
+
+
+#: Screenshots and other test artefacts (kept by CI; ignored by git).
+ARTIFACTS = Path(os.environ.get("AVNAS_TEST_ARTIFACTS", REPO / "runs" / "test-artifacts"))
 
 
 def _final(job) -> dict:
@@ -44,6 +53,75 @@ def test_every_good_trial_succeeds_with_its_strategy_and_the_bad_one_fails(exper
         assert 0.0 <= final["default"] <= 1.0 and final["bits"] == 8 and final["arch"]
     failed = by_status["FAILED"][0]
     assert json.loads(failed["hyperParameters"][0])["parameters"]["strategy"] == "bogus"
+
+
+def test_web_ui_shows_the_comparison_in_headless_chromium(experiment, tmp_path):
+    """Overview (experiment, best metric), trials (each strategy, its metric), each trial's intermediate chart."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    chromium = require_program("chromium", "chromium", "/usr/bin/chromium")
+    chromedriver = require_program("chromedriver", "chromium-driver", "/usr/bin/chromedriver")
+    shots = ARTIFACTS / "webui"
+    shots.mkdir(parents=True, exist_ok=True)
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1100"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    base = f"http://127.0.0.1:{experiment['port']}"
+    finals = {job["trialJobId"]: _final(job) for job in experiment["jobs"] if job["status"] == "SUCCEEDED"}
+    try:
+        driver.get(f"{base}/oview")
+        body = _wait_text(driver, By, lambda text: experiment["id"] in text and "Best metric" in text)
+        best = max(final["default"] for final in finals.values())
+        assert f"{best:.6f}"[:6] in body  # the UI rounds to 6 digits
+        driver.save_screenshot(str(shots / "overview.png"))
+
+        driver.get(f"{base}/detail")
+        _wait_text(driver, By, lambda text: text.count("SUCCEEDED") == 2 and "FAILED" in text)
+        rows = driver.find_elements(By.CSS_SELECTOR, ".ms-DetailsRow")
+        assert len(rows) == 3
+        strategies = {}
+        for index in range(len(rows)):
+            row = driver.find_elements(By.CSS_SELECTOR, ".ms-DetailsRow")[index]
+            row.find_element(By.CSS_SELECTOR, "[data-automation-key=_expand] i").click()  # Parameters / Log
+            time.sleep(1)
+            expanded = driver.find_element(By.TAG_NAME, "body").text
+            trial_id = row.find_element(By.CSS_SELECTOR, "[data-automation-key=id]").text.strip()
+            strategies[trial_id] = re.search(r'strategy:"(\w+)"', expanded).group(1)
+            row.find_element(By.CSS_SELECTOR, "[data-automation-key=_expand] i").click()
+            time.sleep(0.5)
+        assert sorted(strategies.values()) == ["avnas", "bogus", "darts"]
+        driver.save_screenshot(str(shots / "trials.png"))
+        for index, row in enumerate(driver.find_elements(By.CSS_SELECTOR, ".ms-DetailsRow")):
+            row.find_element(By.CSS_SELECTOR, ".detail-button-operation").click()  # intermediate-result chart
+            dialog = _wait_text(driver, By, lambda text: "Intermediate results" in text)
+            assert "# Intermediate result" in dialog
+            assert driver.find_elements(By.CSS_SELECTOR, ".ms-Dialog-main canvas, .ms-Modal canvas")
+            driver.save_screenshot(str(shots / f"intermediate-{index}.png"))
+            driver.find_element(By.CSS_SELECTOR, ".ms-Dialog-main button[aria-label=Close], .ms-Modal button").click()
+            time.sleep(0.5)
+        errors = [entry["message"] for entry in driver.get_log("browser")
+                  if entry["level"] == "SEVERE" and "cdn.office.net" not in entry["message"]]
+        assert errors == []  # fonts/icons from Microsoft's CDN cannot load offline; nothing else may fail
+    finally:
+        driver.quit()
+
+
+def _wait_text(driver, by, predicate, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = driver.find_element(by.TAG_NAME, "body").text
+        if predicate(text):
+            return text
+        time.sleep(0.5)
+    raise AssertionError(f"page text never matched within {timeout} s: {text[:500]!r}")
 
 
 def test_compare_reads_the_experiment_while_running_and_after_stopping(experiment, capsys):
