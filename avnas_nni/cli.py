@@ -169,6 +169,21 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     print(f"wrote {out}/summary.md, trials.csv, comparison.png")
 
 
+def _cmd_nas(args: argparse.Namespace) -> None:
+    from avnas_nni.multitrial import run_multitrial
+    from avnas_nni.pipeline import PROFILES, RunSettings
+
+    values = {**PROFILES[args.profile], "data": args.data, "bits": args.bits, "seed": args.seed, "strategy": "fixed"}
+    if args.epochs is not None:
+        values["finetune_epochs"] = args.epochs
+    settings = RunSettings(**values)
+    best, exp_id = run_multitrial(args.strategy, settings, port=args.port, trials=args.trials,
+                                  concurrency=args.concurrency, work_dir=args.work_dir, keep_running=args.keep)
+    print(f"experiment {exp_id}: web UI http://127.0.0.1:{args.port}" + (" (still running)" if args.keep else ""))
+    for rank, arch in enumerate(best, 1):
+        print(f"{rank}. {json.dumps(arch)}")
+
+
 #: Benchmarks ``avnas bench NAME`` runs (modules of the ``benchmarks`` package, each with ``main(argv)``).
 BENCHMARKS = ("table2", "strategies_quick", "embedded_modalities", "supernet_speed", "scan_speed", "metrics_speed")
 
@@ -228,6 +243,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", help="evaluate on another dataset config with the same d and m")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=_cmd_evaluate)
+
+    nas = sub.add_parser("nas", help="NNI multi-trial NAS (random or evolution): every architecture a web-UI trial")
+    nas.add_argument("--strategy", default="random", choices=("random", "evolution"))
+    nas.add_argument("--data", default="embedded", help="dataset JSON config, or 'embedded' (default)")
+    nas.add_argument("--bits", type=int, default=64)
+    nas.add_argument("--trials", type=int, default=10, help="architectures to train (default 10)")
+    nas.add_argument("--epochs", type=int, help="training epochs per architecture (default: the profile's)")
+    nas.add_argument("--profile", default="quick", choices=("quick", "paper"))
+    nas.add_argument("--seed", type=int, default=3346)
+    nas.add_argument("--port", type=int, default=8080, help="web UI port (default 8080)")
+    nas.add_argument("--concurrency", type=int, default=1, help="trials at once (default 1)")
+    nas.add_argument("--work-dir", type=Path, help="NNI experiment directory (default ~/nni-experiments)")
+    nas.add_argument("--keep", action="store_true", help="leave the web UI running after the last trial")
+    nas.set_defaults(func=_cmd_nas)
 
     compare = sub.add_parser("compare", help="table and plot of a strategy-comparison NNI experiment")
     compare.add_argument("experiment", help="experiment id (under --root) or experiment directory")

@@ -114,7 +114,8 @@ class HashingModule(LightningModule):
     query_split : str
         Queries of the epoch-level mAP (``val`` for model selection).
     report_to_nni : bool
-        Send ``val_mAP`` to NNI as intermediate results (inside a trial).
+        Send ``val_mAP`` to NNI as intermediate results and, when training ends, the best one as the final
+        result (inside a trial, e.g. of NNI's multi-trial strategies).
     """
 
     def __init__(self, data: str = "embedded", lr: float = 1e-3, eps: float = 1e-8, weight_decay: float = 0.0,
@@ -208,6 +209,10 @@ class HashingModule(LightningModule):
             self.history.append({"epoch": self.current_epoch, "val_mAP": score})
             if self.report_to_nni:
                 nni.report_intermediate_result(score)
+
+    def on_fit_end(self):
+        if self.report_to_nni and self.history:
+            nni.report_final_result(max(row["val_mAP"] for row in self.history))
 
     def retrieval_map(self, query_split: str, database_split: str = "retrieval") -> float:
         """mAP@K of ``query_split`` against ``database_split`` with the current network (eval mode)."""
