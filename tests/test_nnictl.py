@@ -69,7 +69,7 @@ def test_web_ui_shows_the_comparison_in_headless_chromium(experiment, tmp_path):
     options.binary_location = chromium
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1100"):
+                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1800,1100"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(chromedriver), options=options)
