@@ -72,7 +72,8 @@ def run_row(row: Row, bits: int, seed: int, base: dict[str, Any], work: Path, pr
     return {
         "row": row.name, "table": row.table, "group": row.group, "bits": bits, "seed": seed,
         "test_mAP@100": metrics["test_mAP@100"], "val_mAP@100": metrics["val_mAP@100"],
-        "supernet_s_per_epoch": metrics.get("supernet_seconds_per_epoch") if row.command == "search" else None,
+        # Random search trains no supernet (its "epochs" average to 0): no entry rather than 0 s.
+        "supernet_s_per_epoch": metrics.get("supernet_seconds_per_epoch") or None,
         "search_s": metrics.get("search_seconds"),
         "train_s_per_epoch": metrics.get("finetune_seconds_per_epoch", metrics.get("train_seconds_per_epoch")),
         "infer_s_per_12.5k": metrics["infer_seconds_per_12.5k"], "params": metrics["params"], "run": str(out),
