@@ -94,6 +94,9 @@ def test_web_ui_shows_the_comparison_in_headless_chromium(experiment, tmp_path):
             expanded = driver.find_element(By.TAG_NAME, "body").text
             trial_id = row.find_element(By.CSS_SELECTOR, "[data-automation-key=id]").text.strip()
             strategies[trial_id] = re.search(r'strategy:"(\w+)"', expanded).group(1)
+            if trial_id in finals:  # the row shows that trial's own final metric beside its strategy
+                assert strategies[trial_id] == finals[trial_id]["strategy"]
+                assert f"{finals[trial_id]['default']:.6f}"[:7] in row.text
             row.find_element(By.CSS_SELECTOR, "[data-automation-key=_expand] i").click()
             time.sleep(0.5)
         assert sorted(strategies.values()) == ["avnas", "bogus", "darts"]
