@@ -39,8 +39,8 @@ __all__ = ["BENCH_PROFILES", "main", "run_row", "run_table", "query_ap", "write_
 logger = logging.getLogger(__name__)
 
 #: Benchmark profiles. ``quick``: the embedded data on 2 CPU cores, 2 supernet + 6 fine-tune epochs per row:
-#: 33 minutes for the 16 rows at one code length (measured), so about 66 for 32 and 64 bits; 2 + 4 epochs left
-#: most searched networks at 0.27 mAP, uninformative. ``paper``: SPEC §4 (300 + 300 epochs, batch 128).
+#: 33 minutes for the 16 rows at 64 bits and 30 at 32 bits (measured), 63 in all; 2 + 4 epochs left most
+#: searched networks at 0.27 mAP, uninformative. ``paper``: SPEC §4 (300 + 300 epochs, batch 128).
 BENCH_PROFILES: dict[str, dict[str, Any]] = {
     "quick": {**PROFILES["quick"], "search_epochs": 2, "finetune_epochs": 6},
     "paper": dict(PROFILES["paper"]),
