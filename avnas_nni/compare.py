@@ -66,6 +66,10 @@ def _metric(value: str) -> Any:
     return json.loads(decoded) if isinstance(decoded, str) else decoded
 
 
+def _new_trial(trial_id: str) -> dict[str, Any]:
+    return {"trial": trial_id, "status": "UNKNOWN", "parameters": {}, "final": None, "intermediate": 0}
+
+
 def _trials_from_db(database: Path) -> list[dict[str, Any]]:
     if not database.is_file():
         raise CompareError(f"{database}: no NNI database (is this an NNI experiment directory?)")
@@ -80,8 +84,7 @@ def _trials_from_db(database: Path) -> list[dict[str, Any]]:
     for trial_id, event, data in events:
         if trial_id is None:
             continue
-        trial = trials.setdefault(trial_id, {"trial": trial_id, "status": event, "parameters": {}, "final": None,
-                                             "intermediate": 0})
+        trial = trials.setdefault(trial_id, _new_trial(trial_id))
         trial["status"] = event
         if event == "WAITING" and data:
             try:
@@ -89,8 +92,7 @@ def _trials_from_db(database: Path) -> list[dict[str, Any]]:
             except (json.JSONDecodeError, AttributeError):
                 pass
     for trial_id, kind, _, data in metrics:
-        trial = trials.setdefault(trial_id, {"trial": trial_id, "status": "UNKNOWN", "parameters": {},
-                                             "final": None, "intermediate": 0})
+        trial = trials.setdefault(trial_id, _new_trial(trial_id))
         if kind == "FINAL":
             trial["final"] = _metric(data)
         else:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 __all__ = ["ValidationForwardingMixin", "BestEpochMixin", "OrderedArchParametersMixin", "ArgmaxExportMixin",
-           "SeededDifferentiableMixin", "reseed_alphas"]
+           "SeededDifferentiableMixin", "reseed_alphas", "step_seed"]
 
 logger = logging.getLogger(__name__)
 
@@ -167,3 +167,8 @@ def reseed_alphas(alphas: dict[str, torch.nn.Parameter], seed: int, std: float) 
     with torch.no_grad():
         for label in sorted(alphas):
             alphas[label].copy_(torch.randn(alphas[label].shape, generator=generator) * std)
+
+
+def step_seed(seed: int, epoch: int, batch_idx: int) -> int:
+    """A seed that depends only on (seed, epoch, batch): reseeding with it makes a resumed run repeat its draws."""
+    return (seed * 1_000_003 + epoch) * 1_000_003 + batch_idx

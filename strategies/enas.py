@@ -28,7 +28,7 @@ from nni.nas.oneshot.pytorch.sampling import EnasLightningModule
 from nni.nas.oneshot.pytorch.strategy import ENAS
 from tianshou.data import Batch
 
-from ._hooks import ValidationForwardingMixin
+from ._hooks import ValidationForwardingMixin, step_seed
 
 __all__ = ["EnasBaseline", "EnasTaggedModule", "TaggedLoader"]
 
@@ -142,9 +142,9 @@ class EnasTaggedModule(ValidationForwardingMixin, EnasLightningModule):
         if self.seed is not None:
             # The controller samples from torch's global RNG and tianshou's PPO shuffles its minibatches with
             # numpy's: both reseeded from (seed, epoch, batch), so a resumed run repeats them.
-            step_seed = (self.seed * 1_000_003 + self.trainer.current_epoch) * 1_000_003 + batch_idx
-            torch.manual_seed(step_seed)
-            np.random.seed(step_seed % 2**32)  # noqa: NPY002 (tianshou shuffles with the global RNG)
+            seed = step_seed(self.seed, self.trainer.current_epoch, batch_idx)
+            torch.manual_seed(seed)
+            np.random.seed(seed % 2**32)  # noqa: NPY002 (tianshou shuffles with the global RNG)
         if not (isinstance(batch_packed, (tuple, list)) and len(batch_packed) == 2
                 and isinstance(batch_packed[1], str) and batch_packed[1] in _MODES):
             raise TypeError("ENAS: expected batches tagged (batch, 'train' | 'val') by EnasBaseline.train_dataloader, "

@@ -16,7 +16,7 @@ import torch
 from nni.nas.oneshot.pytorch.differentiable import DartsLightningModule
 from nni.nas.oneshot.pytorch.strategy import Proxyless
 
-from ._hooks import OrderedArchParametersMixin, SeededDifferentiableMixin, ValidationForwardingMixin
+from ._hooks import OrderedArchParametersMixin, SeededDifferentiableMixin, ValidationForwardingMixin, step_seed
 
 __all__ = ["ProxylessBaseline", "ProxylessValidatingModule"]
 
@@ -34,7 +34,7 @@ class ProxylessValidatingModule(OrderedArchParametersMixin, ValidationForwarding
 
     def training_step(self, batch: Any, batch_idx: int) -> Any:
         if self.sampling_seed is not None:
-            torch.manual_seed((self.sampling_seed * 1_000_003 + self.trainer.current_epoch) * 1_000_003 + batch_idx)
+            torch.manual_seed(step_seed(self.sampling_seed, self.trainer.current_epoch, batch_idx))
         return super().training_step(batch, batch_idx)
 
     def argmax_sample(self) -> dict[str, Any]:
