@@ -17,16 +17,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
+import os
 import shlex
 import sys
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import stats
 from tqdm import tqdm
 
+from avnas_nni.data import embedded_config
 from avnas_nni.errors import AVNASError
 from avnas_nni.metrics import average_precision_at_k
 from avnas_nni.pipeline import PROFILES, RunSettings, run_search, run_train
@@ -39,8 +44,9 @@ __all__ = ["BENCH_PROFILES", "main", "run_row", "run_table", "query_ap", "write_
 logger = logging.getLogger(__name__)
 
 #: Benchmark profiles. ``quick``: the embedded data on 2 CPU cores, 2 supernet + 6 fine-tune epochs per row:
-#: 33 minutes for the 16 rows at 64 bits and 30 at 32 bits (measured), 63 in all; 2 + 4 epochs left most
-#: searched networks at 0.27 mAP, uninformative. ``paper``: SPEC §4 (300 + 300 epochs, batch 128).
+#: 63 minutes for the 16 rows at 32 and 64 bits one run at a time (2 threads), measured; two 1-thread runs side
+#: by side (``--jobs 2``, the default on 2 cores) do 1.65× the work per minute. 2 + 4 epochs left most searched
+#: networks at 0.27 mAP, uninformative. ``paper``: SPEC §4 (300 + 300 epochs, batch 128).
 BENCH_PROFILES: dict[str, dict[str, Any]] = {
     "quick": {**PROFILES["quick"], "search_epochs": 2, "finetune_epochs": 6},
     "paper": dict(PROFILES["paper"]),
@@ -81,17 +87,55 @@ def run_row(row: Row, bits: int, seed: int, base: dict[str, Any], work: Path, pr
     }
 
 
+def _cost(job: tuple[Row, int, int]) -> tuple[int, int]:
+    """Longest first (a search before a fixed net, DARTS's two-level search before the rest): fewer idle workers
+    at the end of a parallel table."""
+    row = job[0]
+    return (row.command != "search", row.settings.get("strategy") != "darts")
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+
 def run_table(rows: list[Row], bits: list[int], seeds: list[int], base: dict[str, Any], work: Path,
-              progress: bool = False) -> pd.DataFrame:
-    """Every (row, bits, seed) run, in order, with a progress bar over runs."""
-    jobs = [(row, b, s) for b in bits for row in rows for s in seeds]
-    records = []
-    with tqdm(jobs, desc="table2", unit="run", disable=None) as bar:
-        for row, b, s in bar:
-            bar.set_postfix_str(f"{row.name}, {b} bits, seed {s}")
-            records.append(run_row(row, b, s, base, work, progress))
-            logger.info("%s, %d bits, seed %d: test mAP@100 %.4f", row.name, b, s, records[-1]["test_mAP@100"])
-    return pd.DataFrame.from_records(records, columns=_COLUMNS)
+              progress: bool = False, jobs: int = 1, threads: int | None = None) -> pd.DataFrame:
+    """Every (row, bits, seed) run, with a progress bar over runs; records in (bits, row, seed) order.
+
+    ``jobs > 1`` runs that many at a time in worker processes with ``threads`` torch threads each (small
+    networks use a second thread poorly, so on a CPU parallel runs finish the table sooner). A failed run
+    stops the table; finished runs stay cached in ``work``.
+    """
+    ordered = [(row, b, s) for b in bits for row in rows for s in seeds]
+    records: dict[int, dict] = {}
+    with tqdm(total=len(ordered), desc="table2", unit="run", disable=None) as bar:
+        def done(index: int, record: dict) -> None:
+            records[index] = record
+            bar.update()
+            logger.info("%s, %d bits, seed %d: test mAP@100 %.4f", record["row"], record["bits"], record["seed"],
+                        record["test_mAP@100"])
+
+        if jobs <= 1:
+            for index, (row, b, s) in enumerate(ordered):
+                bar.set_postfix_str(f"{row.name}, {b} bits, seed {s}")
+                done(index, run_row(row, b, s, base, work, progress))
+        else:
+            context = multiprocessing.get_context("spawn")  # fork after torch's thread pools start can hang
+            with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
+                                     initargs=(threads or 1,)) as pool:
+                pending = {pool.submit(run_row, *ordered[i], base, work): i
+                           for i in sorted(range(len(ordered)), key=lambda i: _cost(ordered[i]))}
+                while pending:
+                    finished, _ = wait(pending, return_when=FIRST_EXCEPTION)
+                    for future in finished:
+                        index = pending.pop(future)
+                        if future.exception() is not None:
+                            for other in pending:
+                                other.cancel()
+                            raise future.exception()
+                        done(index, future.result())
+    return pd.DataFrame.from_records([records[i] for i in range(len(ordered))], columns=_COLUMNS)
 
 
 def query_ap(run: str | Path, split: str = "test") -> np.ndarray:
@@ -242,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--finetune-epochs", type=int, help="fine-tune / training epochs (default: the profile's)")
     parser.add_argument("--batch-size", type=int, help="triplets per batch (default: the profile's)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    parser.add_argument("--jobs", type=int, help="runs at a time (default: one per CPU core on cpu, 1 on cuda)")
+    parser.add_argument("--threads", type=int, help="torch threads per run (default: cores / jobs)")
     parser.add_argument("--work", type=Path, help="run directories (default runs/table2/<data>-<profile>)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/table2"))
     parser.add_argument("--no-figures", action="store_true", help="tables only")
@@ -252,6 +298,12 @@ def main(argv: list[str] | None = None) -> int:
         rows = select_rows(args.rows)
         if args.seeds < 1:
             raise ValueError(f"--seeds: expected a positive integer, got {args.seeds}")
+        cores = os.cpu_count() or 1
+        jobs = args.jobs if args.jobs is not None else (cores if args.device == "cpu" else 1)
+        if jobs < 1 or (args.threads is not None and args.threads < 1):
+            raise ValueError(f"--jobs/--threads: expected positive integers, got {args.jobs}/{args.threads}")
+        threads = args.threads or max(1, cores // jobs)
+        torch.set_num_threads(threads)  # this process's own work (codes for the figures) and the machine line
         base = {**BENCH_PROFILES[args.profile], "data": args.data, "device": args.device}
         for name, value in (("search_epochs", args.epochs), ("finetune_epochs", args.finetune_epochs),
                             ("batch_size", args.batch_size)):
@@ -261,10 +313,13 @@ def main(argv: list[str] | None = None) -> int:
         data_name = "embedded" if args.data == "embedded" else Path(args.data).stem
         work = args.work or Path("runs") / "table2" / f"{data_name}-{args.profile}"
         seeds = [args.seed + i for i in range(args.seeds)]
-        results = run_table(rows, bits, seeds, base, work)
+        if args.data == "embedded":
+            embedded_config()  # generate the cached set once, before parallel runs would all race to
+        results = run_table(rows, bits, seeds, base, work, jobs=jobs, threads=threads)
         command = "python -m benchmarks.table2 " + shlex.join(argv if argv is not None else sys.argv[1:])
         notes = (f"Profile `{args.profile}`: " + ", ".join(f"{k} {base[k]}" for k in sorted(BENCH_PROFILES[
-            args.profile])) + f"; data `{args.data}`.")
+            args.profile])) + f"; data `{args.data}`; {jobs} run(s) at a time, {threads} torch thread(s) each "
+            "(times are per run, measured side by side).")
         print(write_report(results, args.out, bits, command.strip(), notes))
         if not args.no_figures:
             from benchmarks.figures import write_figures

@@ -18,7 +18,7 @@ def bench(tiny_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("table2")
     argv = ["--data", tiny_data, "--rows", ROWS_UNDER_TEST, "--bits", "8", "--epochs", "1", "--finetune-epochs", "1",
             "--batch-size", "16", "--seed", "5", "--work", str(root / "work"), "--out", str(root / "out")]
-    assert table2.main(argv) == 0
+    assert table2.main([*argv, "--jobs", "2"]) == 0  # two worker processes, one torch thread each
     return root, argv
 
 
@@ -50,8 +50,20 @@ def test_finished_rows_are_read_back_not_rerun(bench, monkeypatch):
 
     monkeypatch.setattr(table2, "run_search", refuse)
     monkeypatch.setattr(table2, "run_train", refuse)
-    assert table2.main([*argv, "--no-figures"]) == 0
+    assert table2.main([*argv, "--no-figures", "--jobs", "1"]) == 0  # in this process, where the patch holds
     pd.testing.assert_frame_equal(pd.read_csv(root / "out" / "table2.csv"), before)
+
+
+def test_parallel_runs_equal_serial_runs(bench):
+    """Worker processes change nothing but the wall time: one run at a time gives the same numbers."""
+    root, argv = bench
+    serial = [*argv, "--jobs", "1", "--threads", "1", "--no-figures"]
+    serial[serial.index("--work") + 1] = str(root / "serial-work")
+    serial[serial.index("--out") + 1] = str(root / "serial-out")
+    assert table2.main(serial) == 0
+    columns = ["row", "bits", "test_mAP@100", "val_mAP@100", "params"]
+    pd.testing.assert_frame_equal(pd.read_csv(root / "serial-out" / "table2.csv")[columns],
+                                  pd.read_csv(root / "out" / "table2.csv")[columns])
 
 
 def test_claims_say_whether_and_by_how_much():
