@@ -46,6 +46,17 @@ def _cmd_data_check(args: argparse.Namespace) -> None:
         print(f"  overlapping splits (videos in both): {overlaps}")
 
 
+def _cmd_extract(args: argparse.Namespace) -> None:
+    from avnas_nni.extract import extract_features
+
+    report = extract_features(args.videos, args.out, args.clip, args.ast, labels_csv=args.labels,
+                              device=args.device, frames=args.frames, val_fraction=args.val_fraction,
+                              test_fraction=args.test_fraction, seed=args.seed, missing_audio=args.missing_audio,
+                              progress=not args.no_progress)
+    for line in report.summary_lines():
+        print(line)
+
+
 def _cmd_space(args: argparse.Namespace) -> None:
     from search_spaces import AVNASSpace, cells, count_architectures
 
@@ -211,6 +222,30 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("config", help="dataset JSON config, or 'embedded'")
     check.add_argument("--json", action="store_true", help="print the summary as JSON")
     check.set_defaults(func=_cmd_data_check)
+
+    extract = sub.add_parser("extract", help="CLIP + AST features of video files, written in the dataset layout",
+                             description="Decode m frames and m audio segments per video (PyAV), embed them with "
+                                         "local CLIP and AST checkpoints, and write config.json, visual.h5, "
+                                         "audio.h5, train/val/test.txt and extract_report.json into --out. "
+                                         "A rerun into the same --out resumes.")
+    extract.add_argument("videos", nargs="+", type=Path, help="video files and/or directories (recursive)")
+    extract.add_argument("--out", required=True, type=Path, help="output dataset directory")
+    extract.add_argument("--clip", required=True, type=Path,
+                         help="local directory of openai/clip-vit-large-patch14-336 (model + image processor)")
+    extract.add_argument("--ast", required=True, type=Path,
+                         help="local directory of MIT/ast-finetuned-audioset-10-10-0.4593 (model + extractor)")
+    extract.add_argument("--labels", type=Path,
+                         help="CSV with columns video,label[,split] (labels separated by ';'); "
+                              "default: the folder holding each video")
+    extract.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    extract.add_argument("--frames", type=int, default=25, help="frames (and audio segments) per video m")
+    extract.add_argument("--val-fraction", type=float, default=0.1, help="hashed share of val videos (0.1)")
+    extract.add_argument("--test-fraction", type=float, default=0.1, help="hashed share of test videos (0.1)")
+    extract.add_argument("--seed", type=int, default=0, help="seed of the hashed split (0)")
+    extract.add_argument("--missing-audio", default="silence", choices=("silence", "skip"),
+                         help="a video without audio track: silence features (default) or skip it")
+    extract.add_argument("--no-progress", action="store_true", help="no progress bar")
+    extract.set_defaults(func=_cmd_extract)
 
     space = sub.add_parser("space", help="summarise the search space: cells, candidates, size")
     space.add_argument("--preset", default="paper", help="candidate lists: paper (Table 1) or authors")

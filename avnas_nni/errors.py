@@ -6,7 +6,7 @@ catch that one class and print its one-line message instead of a traceback.
 
 from __future__ import annotations
 
-__all__ = ["AVNASError", "DataError"]
+__all__ = ["AVNASError", "DataError", "VideoError"]
 
 
 class AVNASError(Exception):
@@ -17,4 +17,12 @@ class DataError(AVNASError, ValueError):
     """Bad feature data: a config, split list or HDF5 file that does not follow the expected layout.
 
     The message names the file and the offending field, video id or line, and what was expected.
+    """
+
+
+class VideoError(AVNASError):
+    """A video file that cannot be used: unreadable, no video stream, no decodable frame.
+
+    The message is one line naming the file and what went wrong; feature extraction skips such a video and
+    reports the message as the reason.
     """
