@@ -1,4 +1,5 @@
-"""The ``avnas`` command line: ``data synth|check``, ``space``, ``search``, ``train``, ``evaluate``.
+"""The ``avnas`` command line: ``data synth|check``, ``space``, ``search``, ``train``, ``evaluate``, ``encode``,
+``index build``, ``query``, ``compare``, ``nas``, ``bench``.
 
 Every user error (bad data, unknown preset, bad settings) ends as one line on stderr and exit code 2.
 """
@@ -13,6 +14,8 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 __all__ = ["main", "build_parser"]
 
@@ -195,8 +198,81 @@ def _cmd_nas(args: argparse.Namespace) -> None:
         print(f"{rank}. {json.dumps(arch)}")
 
 
+def _cmd_encode(args: argparse.Namespace) -> None:
+    from avnas_nni.hashing import RunEncoder
+    from avnas_nni.index import write_codes
+
+    encoder = RunEncoder(args.run, device=args.device)
+    data = args.data or encoder.settings.data
+    codes, seconds = encoder.encode_split(data, args.split, args.batch_size, progress=not args.no_progress)
+    write_codes(args.out, codes)
+    print(f"encoded {len(codes):,} videos of {data} ({args.split}) to {codes.bits}-bit codes in {seconds:.2f} s "
+          f"= {len(codes) / max(seconds, 1e-9):,.0f} videos/s on {encoder.device}; wrote {args.out}")
+
+
+def _cmd_index_build(args: argparse.Namespace) -> None:
+    from avnas_nni.index import HashIndex, read_codes
+
+    index = HashIndex.build(read_codes(args.codes), args.kind, hash_bits=args.hash_bits, nhash=args.nhash,
+                            nflip=args.nflip)
+    index.save(args.out)
+    extra = "".join(f", {key} {value}" for key, value in index.params.items())
+    print(f"indexed {len(index):,} {index.bits}-bit codes ({index.kind}{extra}); wrote {args.out}")
+
+
+def _query_codes(args: argparse.Namespace, index) -> tuple[list[str], object, object]:
+    """Query names, distances and positions for ``avnas query`` (by stored id, or a new video file)."""
+    if args.id:
+        return list(args.id), *index.search_ids(args.id, args.k)
+    if not (args.run and args.clip and args.ast):
+        raise ValueError("--video needs --run (the network that made the index), --clip and --ast (local "
+                         "weight directories, as for 'avnas extract')")
+    from avnas_nni.extract import AstAudioEncoder, ClipVisualEncoder, featurize_video
+    from avnas_nni.hashing import RunEncoder
+
+    encoder = RunEncoder(args.run, device=args.device)
+    if index.codes.attrs.get("run") not in (None, str(encoder.run)):
+        logger.warning("the index was encoded by %s, the query by %s: codes of different networks do not compare",
+                       index.codes.attrs["run"], encoder.run)
+    visual, audio = featurize_video(args.video, ClipVisualEncoder(args.clip, args.device),
+                                    AstAudioEncoder(args.ast, args.device), frames=encoder.m or 25)
+    encoder.check_shape(*visual.shape, str(args.video))
+    return [str(args.video)], *index.search(encoder.encode(visual[None], audio[None]), args.k)
+
+
+def _cmd_query(args: argparse.Namespace) -> None:
+    from avnas_nni.index import HashIndex
+
+    index = HashIndex.load(args.index)
+    names, distances, positions = _query_codes(args, index)
+    classes = index.codes.attrs.get("class_names")
+    results = []
+    for name, row_d, row_p in zip(names, distances, positions, strict=True):
+        hits = []
+        for rank, (distance, position) in enumerate(zip(row_d, row_p, strict=True), 1):
+            if position < 0:
+                break
+            labels = []
+            if index.codes.labels is not None:
+                labels = [classes[c] if classes else int(c) for c in np.flatnonzero(index.codes.labels[position])]
+            hits.append({"rank": rank, "id": index.codes.ids[position], "hamming": int(distance), "labels": labels})
+        results.append({"query": name, "neighbours": hits})
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    for result in results:
+        print(f"query {result['query']}: {len(result['neighbours'])} nearest of {len(index):,} "
+              f"({index.kind} index, {index.bits} bits)")
+        width = max([len(hit["id"]) for hit in result["neighbours"]] + [2])
+        print(f"  {'rank':>4}  {'id':<{width}}  {'hamming':>7}  labels")
+        for hit in result["neighbours"]:
+            print(f"  {hit['rank']:>4}  {hit['id']:<{width}}  {hit['hamming']:>7}  "
+                  f"{', '.join(map(str, hit['labels']))}")
+
+
 #: Benchmarks ``avnas bench NAME`` runs (modules of the ``benchmarks`` package, each with ``main(argv)``).
-BENCHMARKS = ("table2", "strategies_quick", "embedded_modalities", "supernet_speed", "scan_speed", "metrics_speed")
+BENCHMARKS = ("table2", "strategies_quick", "embedded_modalities", "supernet_speed", "scan_speed", "metrics_speed",
+              "knn_speed")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -258,11 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     space.add_argument("--json", action="store_true", help="print as JSON")
     space.set_defaults(func=_cmd_space)
 
-    from strategies import STRATEGIES
-
+    # No choices= from strategies.STRATEGIES: importing it loads NNI and Lightning (seconds), which every other
+    # command (encode, index, query …) would pay for; RunSettings rejects an unknown name with the list.
     search = sub.add_parser("search", help="search an architecture, prune, fine-tune, test; writes a run directory")
-    search.add_argument("--strategy", default="avnas", choices=sorted(STRATEGIES),
-                        help="avnas = the paper's one-level strategy; the others are NNI's baselines")
+    search.add_argument("--strategy", default="avnas",
+                        help="avnas (default) = the paper's one-level strategy; NNI's baselines: darts, proxyless, "
+                             "spos, enas, random")
     _add_training_args(search, search=True)
     search.set_defaults(func=_cmd_run)
 
@@ -298,6 +375,41 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--root", type=Path, help="NNI experiment working directory (default ~/nni-experiments)")
     compare.add_argument("--out", type=Path, help="output directory (default: <experiment dir>/avnas-compare)")
     compare.set_defaults(func=_cmd_compare)
+
+    encode = sub.add_parser("encode", help="hash a dataset's videos with a finished run: packed codes (HDF5)")
+    encode.add_argument("run", type=Path, help="run directory")
+    encode.add_argument("--data", help="dataset JSON config (default: the run's own data)")
+    encode.add_argument("--split", default="all", help="all (default), train, val, test or retrieval")
+    encode.add_argument("--out", type=Path, required=True, help="codes file to write (e.g. codes.h5)")
+    encode.add_argument("--batch-size", type=int, default=256, help="videos per batch (default 256)")
+    encode.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
+    encode.add_argument("--no-progress", action="store_true", help="no progress bar")
+    encode.set_defaults(func=_cmd_encode)
+
+    index = sub.add_parser("index", help="faiss Hamming indexes of packed codes").add_subparsers(
+        dest="index_command", required=True)
+    build = index.add_parser("build", help="index a codes file (avnas encode's output)")
+    build.add_argument("codes", type=Path, help="codes file")
+    build.add_argument("--out", type=Path, required=True, help="index directory to write")
+    build.add_argument("--kind", default="flat", choices=("flat", "hash", "multihash"),
+                       help="flat: exact (default); hash / multihash: faiss's approximate hash indexes")
+    build.add_argument("--hash-bits", type=int, help="bits per hash key (hash, multihash; default min(16, q/nhash))")
+    build.add_argument("--nhash", type=int, default=2, help="hash tables (multihash; default 2)")
+    build.add_argument("--nflip", type=int, default=2, help="flipped key bits probed (hash, multihash; default 2)")
+    build.set_defaults(func=_cmd_index_build)
+
+    query = sub.add_parser("query", help="Hamming k-NN of stored videos (--id) or of a new video file (--video)")
+    query.add_argument("index", type=Path, help="index directory (avnas index build)")
+    what = query.add_mutually_exclusive_group(required=True)
+    what.add_argument("--id", action="append", help="a stored video id (repeatable)")
+    what.add_argument("--video", type=Path, help="a video file: extracted, encoded, then searched")
+    query.add_argument("-k", type=int, default=10, help="neighbours (default 10)")
+    query.add_argument("--run", type=Path, help="with --video: the run directory that encoded the index")
+    query.add_argument("--clip", type=Path, help="with --video: local CLIP ViT-L/14-336 weights")
+    query.add_argument("--ast", type=Path, help="with --video: local AST weights")
+    query.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    query.add_argument("--json", action="store_true", help="print the results as JSON")
+    query.set_defaults(func=_cmd_query)
 
     bench = sub.add_parser("bench", help="run a benchmark: table2 (the paper's Table 2/3 and figures), …",
                            description="Run a benchmark of the benchmarks/ package; arguments after NAME go to it "
