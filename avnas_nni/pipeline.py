@@ -22,12 +22,14 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from avnas_nni.codes import sign_codes
 from avnas_nni.evaluator import HashingModule, encode, load_split, make_evaluator
+from avnas_nni.methods import METHODS, MethodModule, build_method
 from avnas_nni.metrics import retrieval_report
 from avnas_nni.runs import RunDir, RunError, load_weights, read_json, save_weights
 from search_spaces import AVNASSpace, check_sample, get_expert, single_modality
 from strategies import STRATEGIES, make_strategy, prune
 
-__all__ = ["PROFILES", "RunSettings", "run_search", "run_train", "evaluate_run", "build_space", "load_run_model"]
+__all__ = ["PROFILES", "RunSettings", "run_search", "run_train", "run_method", "evaluate_run", "build_space",
+           "load_run_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +76,7 @@ class RunSettings:
     prune: str = "argmax"
     top2_ratio: float = 3.0
     arch: str | None = None
+    method: str | None = None  # a video-hashing method of avnas_nni.methods (run_method); its kwargs: extra["method"]
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -88,6 +91,10 @@ class RunSettings:
             raise ValueError(f"prune: expected 'argmax' (Arch-1) or 'top2' (Arch-2), got {self.prune!r}")
         if self.device not in ("cpu", "cuda", "auto"):
             raise ValueError(f"device: expected cpu, cuda or auto, got {self.device!r}")
+        if self.method is not None:
+            if self.method not in METHODS:
+                raise ValueError(f"method: expected one of {sorted(METHODS)}, got {self.method!r}")
+            self.strategy = "fixed"  # a method's run searches nothing
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunSettings:
@@ -189,12 +196,12 @@ def _search(settings: RunSettings, run: RunDir, resume: bool, progress: bool, on
 
 
 def _finetune(model: torch.nn.Module, settings: RunSettings, run: RunDir, resume: bool, progress: bool,
-              on_epoch: EpochHook | None):
+              on_epoch: EpochHook | None, module_cls: type[HashingModule] = HashingModule):
     """Stage 2: train a fixed network, keep the best-val-mAP weights (W**)."""
     pl.seed_everything(settings.seed + 1, verbose=False)
-    module = HashingModule(settings.data, lr=settings.finetune_lr, eps=settings.finetune_eps, tau=settings.tau,
-                           n_neg=settings.n_neg, topk=settings.topk, seed=settings.seed + 1,
-                           in_batch_negatives=settings.in_batch_negatives)
+    module = module_cls(settings.data, lr=settings.finetune_lr, eps=settings.finetune_eps, tau=settings.tau,
+                        n_neg=settings.n_neg, topk=settings.topk, seed=settings.seed + 1,
+                        in_batch_negatives=settings.in_batch_negatives)
     module.set_model(model)
     evaluator = make_evaluator(settings.data, max_epochs=settings.finetune_epochs, batch_size=settings.batch_size,
                                trainer_kwargs=_trainer_kwargs(settings, run, "finetune", progress, True, on_epoch))
@@ -243,7 +250,8 @@ def _finish(run: RunDir, settings: RunSettings, model: torch.nn.Module, history:
     run.save_model(model)
     run.write_history(history)
     metrics = {
-        "strategy": settings.strategy, "bits": settings.bits, "seed": settings.seed, "data": settings.data,
+        "strategy": settings.strategy, **({"method": settings.method} if settings.method else {}),
+        "bits": settings.bits, "seed": settings.seed, "data": settings.data,
         f"val_mAP@{settings.topk}": results["val"][f"mAP@{settings.topk}"],
         f"test_mAP@{settings.topk}": results["test"][f"mAP@{settings.topk}"],
         "mAP_normalisation": "hits (AV-NAS/AVHash form)",
@@ -318,6 +326,29 @@ def run_train(settings: RunSettings, out: str | Path, *, resume: bool = False, p
     return _finish(run, settings, model, rows, timings)
 
 
+def run_method(settings: RunSettings, out: str | Path, *, resume: bool = False, progress: bool = False,
+               on_epoch: EpochHook | None = None) -> dict:
+    """Train the video-hashing method ``settings.method`` (:mod:`avnas_nni.methods`) from scratch with its own loss.
+
+    Same run directory, stage (``finetune``: best val-mAP epoch kept), timings and metrics as
+    :func:`run_train`; ``arch.json`` holds ``{"method": NAME, "kwargs": {...}}``. The method's own arguments
+    come from ``settings.extra["method"]``; d, m and q from the data and the settings. ``on_epoch`` as in
+    :func:`run_search`.
+    """
+    if settings.method is None:
+        raise ValueError("method: expected a method name for run_method, got none")
+    run = RunDir(out)
+    _prepare(run, settings, resume)
+    visual, _, _ = load_split(settings.data, "val")
+    pl.seed_everything(settings.seed, verbose=False)
+    model = build_method(settings.method, dim=visual.shape[2], length=visual.shape[1], bits=settings.bits,
+                         **settings.extra.get("method", {}))
+    run.write_json("arch.json", {"method": settings.method, "kwargs": model.config(), "citation": model.citation})
+    model, rows, seconds = _finetune(model, settings, run, resume, progress, on_epoch, module_cls=MethodModule)
+    timings = {"train_seconds_per_epoch": seconds / max(settings.finetune_epochs, 1)}
+    return _finish(run, settings, model, rows, timings)
+
+
 def resolve_arch(arch: str | None, settings: RunSettings) -> tuple[dict[str, Any], dict[str, Any]]:
     """(space overrides, sample) of an expert name, ``NAME-visual``/``NAME-audio``, or an arch.json path."""
     if not arch:
@@ -364,6 +395,13 @@ def load_run_model(path: str | Path) -> tuple[torch.nn.Module, RunSettings, dict
     run = RunDir(path)
     settings = RunSettings.from_dict(run.read_settings())
     record = run.read_arch()
+    if "method" in record:  # a video-hashing method's run (run_method)
+        try:
+            model = build_method(record["method"], **record.get("kwargs", {}))
+        except ValueError as exc:
+            raise RunError(f"{run.arch_path}: {exc}") from None
+        run.load_model(model)
+        return model, settings, record
     overrides = {k: (tuple(v) if k == "modalities" else v) for k, v in record.get("space", {}).items()}
     try:
         space = AVNASSpace(**overrides)

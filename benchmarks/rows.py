@@ -1,14 +1,17 @@
 """The rows of the paper's Table 2 and Table 3 as a registry: what each row runs and what the paper reports.
 
-A row is one run of the project's pipeline (:func:`avnas_nni.pipeline.run_search` or ``run_train``) with
-a few settings changed; the benchmark runner (:mod:`benchmarks.table2`) runs it per code length and seed.
-Later rows (the video-hashing methods of Table 2, lines 3–11) join with :func:`register_row`.
+A row is one run of the project's pipeline (:func:`avnas_nni.pipeline.run_search`, ``run_train`` or
+``run_method``) with a few settings changed; the benchmark runner (:mod:`benchmarks.table2`) runs it per code
+length and seed. The expert-designed video-hashing methods of Table 2 (lines 3–11) are ``method`` rows, one
+per method of :mod:`avnas_nni.methods`; more join with :func:`register_row`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from avnas_nni.methods import METHODS
 
 __all__ = ["Row", "ROWS", "register_row", "select_rows", "PAPER_DATASETS"]
 
@@ -27,8 +30,9 @@ class Row:
     table : str
         ``"2"`` or ``"3"``.
     command : str
-        ``"search"`` (a strategy searches, then the exported net is fine-tuned) or ``"train"`` (a fixed
-        architecture trained from scratch).
+        ``"search"`` (a strategy searches, then the exported net is fine-tuned), ``"train"`` (a fixed
+        architecture trained from scratch) or ``"method"`` (a video-hashing method of
+        :mod:`avnas_nni.methods`, named by ``settings["method"]``, trained from scratch with its own loss).
     settings : dict
         :class:`~avnas_nni.pipeline.RunSettings` fields this row sets.
     seed_offset : int
@@ -37,7 +41,7 @@ class Row:
         Code length → (ActivityNet, FCVID) mAP@100 the paper reports; None where it gives none per row.
     group : str
         ``"nas"`` (the NAS baselines AV-NAS is compared with), ``"random"``, ``"avnas"``, ``"modality"``,
-        ``"expert"``.
+        ``"expert"`` (Table 3), ``"expert-hashing"`` (the video-hashing methods of Table 2, lines 3–11).
     """
 
     name: str
@@ -62,8 +66,11 @@ def register_row(row: Row) -> Row:
     """Add ``row`` to :data:`ROWS` (a name may be registered once)."""
     if row.table not in ("2", "3"):
         raise ValueError(f"row {row.name!r}: table must be '2' or '3', got {row.table!r}")
-    if row.command not in ("search", "train"):
-        raise ValueError(f"row {row.name!r}: command must be 'search' or 'train', got {row.command!r}")
+    if row.command not in ("search", "train", "method"):
+        raise ValueError(f"row {row.name!r}: command must be 'search', 'train' or 'method', got {row.command!r}")
+    if row.command == "method" and row.settings.get("method") not in METHODS:
+        raise ValueError(f"row {row.name!r}: settings['method'] must name one of {sorted(METHODS)}, "
+                         f"got {row.settings.get('method')!r}")
     if row.name in ROWS:
         raise ValueError(f"row {row.name!r} is already registered")
     ROWS[row.name] = row
@@ -83,6 +90,9 @@ def select_rows(names: str | None) -> list[Row]:
 
 # Paper numbers: SPEC §6 (mAP@100, 32 / 64 bits, ActivityNet and FCVID).
 for _row in (
+    # Table 2 line 11: Zhou et al., AVHash, ACM MM 2024 (avnas_nni.methods.avhash).
+    Row("AVHash", "2", "method", {"method": "avhash"}, paper={32: (0.8530, 0.9208), 64: (0.8676, 0.9213)},
+        group="expert-hashing"),
     Row("DARTS", "2", "search", {"strategy": "darts"}, paper={32: (0.8630, 0.9180), 64: (0.8860, 0.9199)}),
     Row("SPOS", "2", "search", {"strategy": "spos"}, paper={32: (0.8785, 0.9165), 64: (0.8982, 0.9198)}),
     Row("ProxylessNAS", "2", "search", {"strategy": "proxyless"},

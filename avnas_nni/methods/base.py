@@ -1,0 +1,92 @@
+"""What a video-hashing method of Table 2 (lines 3–11) is to this project, and the module that trains one.
+
+A method is an :class:`torch.nn.Module` mapping ``(visual (B, m, d), audio (B, m, d))`` to real codes
+``(B, q)`` in [−1, 1] — so :func:`avnas_nni.evaluator.encode`, ``sign_codes``, packing, the metrics and the
+figures treat it like any network of the AV-NAS space — plus its own loss (:meth:`HashingMethod.training_loss`)
+and the training settings its paper uses (:attr:`HashingMethod.paper_settings`).
+
+:class:`MethodModule` trains a method with everything else of the project's evaluator unchanged: the
+data held in memory, the per-epoch order and triplets (a pure function of seed and epoch), val mAP@K every
+epoch, checkpoints and resume. Supervised methods get the SPEC §3 triplets (anchor, a positive of its
+class, ``n0`` negatives of distinct other classes); unsupervised ones get the training videos alone, in a
+seeded per-epoch order, and never see a label.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from avnas_nni.data import SPLITS
+from avnas_nni.evaluator import SPLIT_IDS, HashingModule, load_split
+
+__all__ = ["HashingMethod", "MethodModule"]
+
+logger = logging.getLogger(__name__)
+
+
+class HashingMethod(nn.Module):
+    """Base class of a video-hashing method (an expert-designed network with its own loss).
+
+    Subclasses set the class attributes, build their layers in ``__init__`` (every argument a JSON value,
+    returned by :meth:`config` so ``arch.json`` can rebuild the network), and implement :meth:`forward`
+    and :meth:`training_loss`.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (``avhash``); the run's ``arch.json`` records it.
+    citation : str
+        Authors, title, venue, year of the method's paper.
+    supervised : bool
+        True: :meth:`training_loss` gets triplet rows ``(B, 2 + n0, m, d)`` built from the labels (SPEC §3).
+        False: it gets unlabelled training videos ``(B, m, d)``.
+    paper_settings : dict
+        :class:`~avnas_nni.pipeline.RunSettings` fields of the method's paper (optimiser, batch, epochs, τ,
+        negatives); the Table 2 runner's ``paper`` profile uses them for this method's row.
+    """
+
+    name: ClassVar[str] = ""
+    citation: ClassVar[str] = ""
+    supervised: ClassVar[bool] = True
+    paper_settings: ClassVar[dict[str, Any]] = {}
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments of this network (saved in ``arch.json``)."""
+        raise NotImplementedError
+
+    def forward(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """Real-valued codes ``(B, q)`` in [−1, 1] of features ``(B, m, d)``; ``sign`` gives the hash codes."""
+        raise NotImplementedError
+
+    def training_loss(self, visual: torch.Tensor, audio: torch.Tensor, *, tau: float) -> torch.Tensor:
+        """The method's loss of one batch (shapes: see :attr:`supervised`); ``tau`` is the run's temperature."""
+        raise NotImplementedError
+
+
+class MethodModule(HashingModule):
+    """The project's evaluator (:class:`~avnas_nni.evaluator.HashingModule`) with the method's own loss.
+
+    Same constructor arguments; ``set_model`` must receive a :class:`HashingMethod`.
+    """
+
+    def triplet_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The method's loss on this batch: its triplets (supervised) or its videos (unsupervised)."""
+        model = self.model
+        if not isinstance(model, HashingMethod):
+            raise TypeError(f"MethodModule trains a HashingMethod, got {type(model).__name__}")
+        split_ids, positions = batch
+        split = SPLITS[int(split_ids[0])]
+        visual, audio, _ = load_split(self.data, split)
+        if model.supervised:
+            order, triplets = self._epoch_plan(split)
+            index = torch.from_numpy(triplets[order[positions.cpu().numpy()]])  # (B, 2 + n0)
+        else:  # the videos alone: no sampler, no labels
+            order = np.random.default_rng([self.seed, SPLIT_IDS[split], self.current_epoch, 1]).permutation(
+                len(visual))
+            index = torch.from_numpy(order[positions.cpu().numpy()])  # (B,)
+        return model.training_loss(visual[index].to(self.device), audio[index].to(self.device), tau=self.tau)
