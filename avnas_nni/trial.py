@@ -151,7 +151,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="another default setting for every trial (JSON values), e.g. --set finetune_epochs=2")
     parser.add_argument("--out", type=Path, help="run directory (default: $NNI_OUTPUT_DIR/run, else runs/trial)")
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX export")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own, one per core); with "
+                                                    "trialConcurrency > 1 on a CPU, cores / concurrency")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads: expected a positive integer, got {args.threads}")
+        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", message=".*is found to be not a nn.Module.*")
     parameters = _next_parameters()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import shlex
 from pathlib import Path
@@ -29,8 +30,8 @@ def _parameter_sets(space: dict) -> list[dict]:
 
 
 def test_every_shipped_config_is_there():
-    assert {path.name for path in CONFIGS} == {"compare_embedded.yml", "compare_custom.yml", "sweep_avnas_tpe.yml",
-                                              "compare_remote.yml"}
+    assert {path.name for path in CONFIGS} == {"compare_quick.yml", "compare_embedded.yml", "compare_custom.yml",
+                                              "sweep_avnas_tpe.yml", "compare_remote.yml"}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -52,11 +53,12 @@ def test_config_validates_and_its_parameters_make_valid_runs(path, tmp_path, mon
     assert Path(config.canonical_copy().trial_code_directory) == path.parents[1]
     argv = shlex.split(raw["trialCommand"])
     assert argv[0].endswith(".venv/bin/python") and argv[1:3] == ["-m", "avnas_nni.trial"]
-    parser_args = argv[3:]
-    defaults = {"data": "embedded", "profile": "quick"}
-    for flag, key in (("--data", "data"), ("--profile", "profile")):
-        if flag in parser_args:
-            defaults[key] = parser_args[parser_args.index(flag) + 1]
+    options = argparse.ArgumentParser()
+    options.add_argument("--data", default="embedded")
+    options.add_argument("--profile", default="quick")
+    options.add_argument("--set", action="append")
+    options.add_argument("--threads", type=int)
+    defaults = trial._defaults(options.parse_args(argv[3:]))  # the trial's own reading of --data/--profile/--set
     sets = _parameter_sets(raw["searchSpace"])
     assert sets
     for parameters in sets:
