@@ -93,6 +93,10 @@ for _row in (
     # Table 2 line 11: Zhou et al., AVHash, ACM MM 2024 (avnas_nni.methods.avhash).
     Row("AVHash", "2", "method", {"method": "avhash"}, paper={32: (0.8530, 0.9208), 64: (0.8676, 0.9213)},
         group="expert-hashing"),
+    # Table 2 line 7 (paper text; not in SPEC §6): Wang et al., ConMH, AAAI 2023 (avnas_nni.methods.conmh),
+    # self-supervised, visual frames only; its temperature 0.5 under every profile.
+    Row("ConMH", "2", "method", {"method": "conmh", "tau": 0.5}, paper={32: (0.2974, 0.3899), 64: (0.3312, 0.4232)},
+        group="expert-hashing"),
     Row("DARTS", "2", "search", {"strategy": "darts"}, paper={32: (0.8630, 0.9180), 64: (0.8860, 0.9199)}),
     Row("SPOS", "2", "search", {"strategy": "spos"}, paper={32: (0.8785, 0.9165), 64: (0.8982, 0.9198)}),
     Row("ProxylessNAS", "2", "search", {"strategy": "proxyless"},

@@ -7,7 +7,8 @@ and the training settings its paper uses (:attr:`HashingMethod.paper_settings`).
 
 :class:`MethodModule` trains a method with everything else of the project's evaluator unchanged: the
 data held in memory, the per-epoch order and triplets (a pure function of seed and epoch), val mAP@K every
-epoch, checkpoints and resume. Supervised methods get the SPEC §3 triplets (anchor, a positive of its
+epoch, checkpoints and resume; a method may add its own learning-rate schedule
+(:meth:`HashingMethod.lr_scheduler`). Supervised methods get the SPEC §3 triplets (anchor, a positive of its
 class, ``n0`` negatives of distinct other classes); unsupervised ones get the training videos alone, in a
 seeded per-epoch order, and never see a label.
 """
@@ -67,6 +68,10 @@ class HashingMethod(nn.Module):
         """The method's loss of one batch (shapes: see :attr:`supervised`); ``tau`` is the run's temperature."""
         raise NotImplementedError
 
+    def lr_scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
+        """The method's per-epoch learning-rate schedule of the run's Adam ``optimizer``; None (default): constant."""
+        return None
+
 
 class MethodModule(HashingModule):
     """The project's evaluator (:class:`~avnas_nni.evaluator.HashingModule`) with the method's own loss.
@@ -90,3 +95,11 @@ class MethodModule(HashingModule):
                 len(visual))
             index = torch.from_numpy(order[positions.cpu().numpy()])  # (B,)
         return model.training_loss(visual[index].to(self.device), audio[index].to(self.device), tau=self.tau)
+
+    def configure_optimizers(self):
+        """The evaluator's Adam, stepped per epoch by the method's :meth:`HashingMethod.lr_scheduler` if it has one."""
+        optimizer = super().configure_optimizers()
+        scheduler = self.model.lr_scheduler(optimizer) if isinstance(self.model, HashingMethod) else None
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
