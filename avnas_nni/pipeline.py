@@ -153,10 +153,16 @@ def _float(value) -> float | None:
 
 def _trainer_kwargs(settings: RunSettings, run: RunDir, stage: str, progress: bool, monitor_best: bool,
                     on_epoch: EpochHook | None = None):
-    callbacks = [_EpochLog(stage, on_epoch), ModelCheckpoint(dirpath=run.checkpoints(stage), filename="best",
-                                                   monitor="val_mAP" if monitor_best else None, mode="max",
-                                                   save_last=True, save_top_k=1, enable_version_counter=False,
-                                                   save_on_train_epoch_end=True)]
+    # Two checkpoint callbacks: Lightning 2.6 rewrites a monitoring callback's last.ckpt only in epochs where the
+    # best score improved, so "last" would be the best epoch and --resume would restart from there. "best" comes
+    # first: it must have taken this epoch's score before last.ckpt stores every callback's state.
+    callbacks: list[Callback] = [_EpochLog(stage, on_epoch)]
+    if monitor_best:
+        callbacks.append(ModelCheckpoint(dirpath=run.checkpoints(stage), filename="best", monitor="val_mAP",
+                                         mode="max", save_top_k=1, enable_version_counter=False,
+                                         save_on_train_epoch_end=True))
+    callbacks.append(ModelCheckpoint(dirpath=run.checkpoints(stage), filename="last", monitor=None, save_top_k=1,
+                                     enable_version_counter=False, save_on_train_epoch_end=True))
     return dict(accelerator=settings.accelerator, enable_progress_bar=progress, callbacks=callbacks,
                 enable_checkpointing=True, deterministic=False)
 

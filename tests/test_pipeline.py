@@ -114,6 +114,21 @@ def test_resume_after_interrupt_equals_uninterrupted(avnas_run, tiny_data, tmp_p
     assert len(history) == 4
 
 
+def test_last_checkpoint_is_the_last_epoch_even_when_val_map_falls(tiny_data, tmp_path, monkeypatch):
+    """--resume restarts from the last finished epoch, not from the best one (Lightning 2.6 rewrites a monitoring
+    callback's last.ckpt only when the best improves; the run keeps a separate last-epoch callback)."""
+    from avnas_nni.evaluator import HashingModule
+
+    falling = iter(1.0 / (1 + i) for i in range(100))
+    monkeypatch.setattr(HashingModule, "retrieval_map", lambda self, split: next(falling))
+    run_train(RunSettings(strategy="fixed", arch="transformer", data=tiny_data, bits=8, finetune_epochs=3,
+                          batch_size=16, seed=4), tmp_path / "run")
+    checkpoints = tmp_path / "run" / "checkpoints" / "finetune"
+    last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
+    best = torch.load(checkpoints / "best.ckpt", map_location="cpu", weights_only=True)
+    assert last["epoch"] == 2 and best["epoch"] == 0 and last["global_step"] == 3 * best["global_step"]
+
+
 def test_top2_pruning_runs_and_records_pairs(tiny_data, tmp_path):
     metrics = run_search(_settings(tiny_data, search_epochs=1, finetune_epochs=1, prune="top2"), tmp_path / "a2")
     record = json.loads((tmp_path / "a2" / "arch.json").read_text())
