@@ -92,7 +92,8 @@ def _settings(args: argparse.Namespace, strategy: str):
         values["search_epochs"] = 0
     return RunSettings(strategy=strategy, data=args.data, bits=args.bits, seed=args.seed, device=args.device,
                        preset=getattr(args, "preset", "paper"), prune=getattr(args, "prune", "argmax"),
-                       arch=getattr(args, "arch", None), in_batch_negatives=args.in_batch_negatives, **values)
+                       arch=getattr(args, "arch", None), method=getattr(args, "method", None),
+                       in_batch_negatives=args.in_batch_negatives, **values)
 
 
 def _log_to(run_dir: Path) -> logging.Handler:
@@ -106,12 +107,16 @@ def _log_to(run_dir: Path) -> logging.Handler:
 def _print_result(metrics: dict, run_dir: Path) -> None:
     from avnas_nni.runs import RunDir
 
-    arch = RunDir(run_dir).read_arch()["arch"]
+    record = RunDir(run_dir).read_arch()
     topk = next(k for k in metrics if k.startswith("test_mAP@")).split("@")[1]
-    print(f"\narchitecture ({run_dir / 'arch.json'}):")
-    width = max(len(label) for label in arch)
-    for label, choice in arch.items():
-        print(f"  {label:<{width}}  {' + '.join(choice) if isinstance(choice, list) else choice}")
+    if "method" in record:  # a video-hashing method's run: no cells to list
+        print(f"\nmethod {record['method']} ({record.get('citation', '')})")
+    else:
+        arch = record["arch"]
+        print(f"\narchitecture ({run_dir / 'arch.json'}):")
+        width = max(len(label) for label in arch)
+        for label, choice in arch.items():
+            print(f"  {label:<{width}}  {' + '.join(choice) if isinstance(choice, list) else choice}")
     print(f"val  mAP@{topk}: {metrics[f'val_mAP@{topk}']:.4f}")
     print(f"test mAP@{topk}: {metrics[f'test_mAP@{topk}']:.4f}   ({metrics['bits']} bits, {metrics['params']:,} "
           f"parameters; run directory {run_dir})")
@@ -119,10 +124,10 @@ def _print_result(metrics: dict, run_dir: Path) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> None:
     """``search`` and ``train``: run the pipeline into ``--out`` with its log there too."""
-    from avnas_nni.pipeline import run_search, run_train
+    from avnas_nni.pipeline import run_method, run_search, run_train
 
     settings = _settings(args, getattr(args, "strategy", "fixed"))
-    runner = run_search if args.command == "search" else run_train
+    runner = run_search if args.command == "search" else run_method if settings.method else run_train
     handler = _log_to(args.out)
     try:
         metrics = runner(settings, args.out, resume=args.resume, progress=not args.no_progress)
@@ -344,8 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.set_defaults(func=_cmd_run)
 
     train = sub.add_parser("train", help="train a fixed architecture from scratch; writes a run directory")
-    train.add_argument("--arch", required=True,
-                       help="transformer | transformer_plus | mamba (optionally -visual/-audio), or an arch.json")
+    what = train.add_mutually_exclusive_group(required=True)
+    what.add_argument("--arch",
+                      help="transformer | transformer_plus | mamba (optionally -visual/-audio), or an arch.json")
+    what.add_argument("--method", help="an expert video-hashing method of Table 2 with its own loss: avhash, conmh, …")
     _add_training_args(train, search=False)
     train.set_defaults(func=_cmd_run)
 

@@ -453,3 +453,18 @@ def test_conmh_is_registered_with_its_table2_row(monkeypatch):
     assert paper.method == "conmh" and paper.strategy == "fixed" and paper.extra == {}
     quick = table2._settings(row, 64, 1, {**table2.BENCH_PROFILES["quick"], "profile": "quick"})
     assert (quick.batch_size, quick.finetune_lr, quick.finetune_epochs, quick.tau) == (32, 1e-3, 6, 0.5)
+
+
+def test_cli_trains_a_method(tiny_data, tmp_path, capsys):
+    from avnas_nni.cli import main
+
+    out = tmp_path / "avhash"
+    assert main(["train", "--method", "avhash", "--data", tiny_data, "--bits", "8", "--finetune-epochs", "1",
+                 "--batch-size", "16", "--out", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "method avhash (" in text and f"test mAP@100: {metrics['test_mAP@100']:.4f}" in text
+    assert metrics["method"] == "avhash"
+    assert main(["train", "--method", "nope", "--data", tiny_data, "--out", str(tmp_path / "x")]) == 2
+    assert "method: expected one of" in capsys.readouterr().err
+    assert not (tmp_path / "x" / "settings.json").exists()
