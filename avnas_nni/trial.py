@@ -38,7 +38,7 @@ from nni.runtime.env_vars import trial_env_vars
 from nni.runtime.trial_command_channel import get_default_trial_command_channel
 
 from avnas_nni.errors import AVNASError
-from avnas_nni.pipeline import PROFILES, RunSettings, load_run_model, run_search, run_train
+from avnas_nni.pipeline import PROFILES, RunSettings, load_run_model, run_method, run_search, run_train
 
 __all__ = ["TrialReporter", "settings_from_parameters", "compact_arch", "export_onnx", "main"]
 
@@ -87,7 +87,8 @@ def _parse_value(text: str) -> Any:
 def settings_from_parameters(parameters: dict[str, Any], defaults: dict[str, Any]) -> tuple[RunSettings, str]:
     """``(settings, command)`` of a trial: profile defaults, then ``defaults``, then the trial's parameters.
 
-    ``command`` is ``"train"`` when an ``arch`` is given, else ``"search"``. Unknown names are refused.
+    ``command`` is ``"method"`` when a ``method`` (:mod:`avnas_nni.methods`) is given, ``"train"`` when an
+    ``arch`` is, else ``"search"``. Unknown names are refused.
     """
     merged = {ALIASES.get(k, k): v for k, v in {**defaults, **(parameters or {})}.items()}
     profile = merged.pop("profile", "quick")
@@ -98,8 +99,8 @@ def settings_from_parameters(parameters: dict[str, Any], defaults: dict[str, Any
     if unknown:
         raise ValueError(f"trial parameters: unknown name(s) {unknown}; expected RunSettings fields "
                          f"{sorted(known)} or 'profile'")
-    command = "train" if merged.get("arch") else "search"
-    if command == "train":
+    command = "method" if merged.get("method") else "train" if merged.get("arch") else "search"
+    if command != "search":
         merged["strategy"] = "fixed"
     return RunSettings(**{**PROFILES[profile], **merged}), command
 
@@ -116,9 +117,10 @@ def compact_arch(arch: dict[str, Any]) -> str:
 
 def export_onnx(run: str | Path) -> Path:
     """Export a finished run's network to ``run/model.onnx`` (inputs ``visual``, ``audio``; output ``codes``)."""
-    model, _, _ = load_run_model(run)
+    model, _, record = load_run_model(run)
     model.eval()
-    inputs = tuple(torch.zeros(1, model.length, model.dim) for _ in range(2))
+    shape = record.get("kwargs", {}) if "method" in record else {"length": model.length, "dim": model.dim}
+    inputs = tuple(torch.zeros(1, shape["length"], shape["dim"]) for _ in range(2))
     path = Path(run) / "model.onnx"
     axes = {name: {0: "batch"} for name in ("visual", "audio", "codes")}
     with warnings.catch_warnings():  # shape checks in the ops are constants for the traced shapes
@@ -172,20 +174,21 @@ def main(argv: list[str] | None = None) -> int:
             if row.get("val_mAP") is not None:
                 reporter.intermediate(row["val_mAP"])
 
-        run = run_search if command == "search" else run_train
+        run = {"search": run_search, "train": run_train, "method": run_method}[command]
         metrics = run(settings, out, on_epoch=report)
         onnx_path = None if args.no_onnx else export_onnx(out)
     except (AVNASError, ValueError) as exc:
         print(f"avnas trial: error: {exc}", file=sys.stderr)
         return 2
-    arch = json.loads((out / "arch.json").read_text())["arch"]
+    record = json.loads((out / "arch.json").read_text())
     final = {
-        "default": metrics["test_mAP@100"], "val_mAP": metrics["val_mAP@100"], "strategy": settings.strategy,
+        "default": metrics["test_mAP@100"], "val_mAP": metrics["val_mAP@100"],
+        "strategy": settings.method or settings.strategy,  # a method trial compares as its method
         "bits": settings.bits, "seed": settings.seed, "params": metrics["params"],
         "search_s": round(metrics.get("search_seconds", 0.0), 1),
         "train_s_per_epoch": round(metrics.get("finetune_seconds_per_epoch",
                                                metrics.get("train_seconds_per_epoch", 0.0)), 2),
-        "arch": compact_arch(arch),
+        "arch": compact_arch(record["arch"]) if "arch" in record else f"method={record['method']}",
     }
     if settings.arch:
         final["arch_name"] = str(settings.arch)

@@ -29,6 +29,8 @@ def test_parameters_over_defaults_over_profile():
     assert settings.tau == 0.2 and settings.finetune_epochs == PROFILES["quick"]["finetune_epochs"]
     settings, command = trial.settings_from_parameters({"arch": "mamba", "profile": "paper"}, {})
     assert command == "train" and settings.strategy == "fixed" and settings.batch_size == 128
+    settings, command = trial.settings_from_parameters({"method": "avhash", "strategy": "darts"}, {})
+    assert command == "method" and settings.method == "avhash" and settings.strategy == "fixed"
     with pytest.raises(ValueError, match=r"unknown name\(s\) \['colour'\]"):
         trial.settings_from_parameters({"colour": "red"}, {})
     with pytest.raises(ValueError, match="profile"):
@@ -65,6 +67,20 @@ def test_trial_reports_every_epoch_then_the_final_metric(tiny_data, tmp_path, mo
     assert len(json.dumps(final)) < 2000  # trial messages stay small
     onnx.checker.check_model(onnx.load(str(tmp_path / "run" / "model.onnx")))
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["default"] == final["default"]
+
+
+def test_a_method_trial_reports_and_exports(tiny_data, tmp_path, monkeypatch):
+    """An expert video-hashing method as a trial (e.g. a comparison with AVHash in the grid): final dict and ONNX."""
+    channel = RecordingChannel()
+    monkeypatch.setattr(trial, "get_default_trial_command_channel", lambda: channel)
+    monkeypatch.setattr(trial, "_next_parameters", lambda: {"method": "avhash", "bits": 8})
+    monkeypatch.setattr(trial.nni.trial, "_params", {"parameter_id": 3, "parameters": {}})
+    argv = ["--data", tiny_data, "--set", "finetune_epochs=1", "--set", "batch_size=16", "--out", str(tmp_path / "run")]
+    assert trial.main(argv) == 0
+    final = channel.messages[-1]["value"]
+    assert [m["type"] for m in channel.messages] == ["PERIODICAL", "FINAL"]
+    assert final["arch"] == "method=avhash" and final["strategy"] == "avhash"  # compared as its method
+    onnx.checker.check_model(onnx.load(str(tmp_path / "run" / "model.onnx")))
 
 
 def test_bad_trial_parameters_exit_2(tmp_path, monkeypatch, capsys):
