@@ -97,6 +97,10 @@ for _row in (
     # self-supervised, visual frames only; its temperature 0.5 under every profile.
     Row("ConMH", "2", "method", {"method": "conmh", "tau": 0.5}, paper={32: (0.2974, 0.3899), 64: (0.3312, 0.4232)},
         group="expert-hashing"),
+    # Table 2 line 4 (paper text; not in SPEC §6): Li et al., BTH, CVPR 2021 (avnas_nni.methods.bth),
+    # self-supervised, visual frames only.
+    Row("BTH", "2", "method", {"method": "bth"}, paper={32: (0.1845, 0.2987), 64: (0.2721, 0.3593)},
+        group="expert-hashing"),
     Row("DARTS", "2", "search", {"strategy": "darts"}, paper={32: (0.8630, 0.9180), 64: (0.8860, 0.9199)}),
     Row("SPOS", "2", "search", {"strategy": "spos"}, paper={32: (0.8785, 0.9165), 64: (0.8982, 0.9198)}),
     Row("ProxylessNAS", "2", "search", {"strategy": "proxyless"},

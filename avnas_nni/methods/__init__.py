@@ -5,8 +5,8 @@ settings) trained by :class:`MethodModule` on the same features, splits and metr
 :func:`avnas_nni.pipeline.run_method` writes the usual run directory, whose ``arch.json`` holds
 ``{"method": NAME, "kwargs": {...}}`` so :func:`avnas_nni.pipeline.load_run_model` rebuilds it.
 
-Implemented: AVHash (:mod:`avnas_nni.methods.avhash`, supervised) and ConMH (:mod:`avnas_nni.methods.conmh`,
-self-supervised: trained without labels, on the visual features).
+Implemented: AVHash (:mod:`avnas_nni.methods.avhash`, supervised), ConMH (:mod:`avnas_nni.methods.conmh`) and BTH
+(:mod:`avnas_nni.methods.bth`), both self-supervised: trained without labels, on the visual features.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from typing import Any
 
 from avnas_nni.methods.avhash import AVHash
 from avnas_nni.methods.base import HashingMethod, MethodModule
+from avnas_nni.methods.bth import BTH
 from avnas_nni.methods.conmh import ConMH
 
-__all__ = ["METHODS", "HashingMethod", "MethodModule", "AVHash", "ConMH", "build_method"]
+__all__ = ["METHODS", "HashingMethod", "MethodModule", "AVHash", "BTH", "ConMH", "build_method"]
 
 #: Methods by registry name.
-METHODS: dict[str, type[HashingMethod]] = {cls.name: cls for cls in (AVHash, ConMH)}
+METHODS: dict[str, type[HashingMethod]] = {cls.name: cls for cls in (AVHash, ConMH, BTH)}
 
 
 def build_method(name: str, **kwargs: Any) -> HashingMethod:
