@@ -1,5 +1,5 @@
-"""The video-hashing methods of Table 2 (avnas_nni.methods): AVHash's and ConMH's networks and losses, their runs,
-their Table 2 rows; ConMH trains without labels."""
+"""The video-hashing methods of Table 2 (avnas_nni.methods): AVHash's, ConMH's and BTH's networks and losses, their
+runs, their Table 2 rows; ConMH and BTH train without labels."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from avnas_nni import evaluator as evaluator_module
 from avnas_nni.codes import sign_codes
 from avnas_nni.data import TripletSampler
 from avnas_nni.evaluator import encode, load_split
-from avnas_nni.methods import METHODS, AVHash, ConMH, HashingMethod, MethodModule, build_method
+from avnas_nni.methods import BTH, METHODS, AVHash, ConMH, HashingMethod, MethodModule, build_method
 from avnas_nni.methods.conmh import _binarise, debiased_contrastive_loss
 from avnas_nni.metrics import mean_average_precision
 from avnas_nni.pipeline import RunSettings, evaluate_run, load_run_model, run_method
@@ -278,9 +278,10 @@ def _view_retrieval_map(model: ConMH, data: str, split: str = "val") -> float:
     return mean_average_precision(query, database, itself, itself, topk=100)
 
 
-def test_conmh_maps_visual_frames_to_codes_in_the_unit_interval():
+def _assert_mean_of_frame_codes(model: ConMH | BTH) -> tuple[torch.Tensor, torch.Tensor]:
+    """A visual-only method's codes of 5 random videos (m = d = 12, q = 8) are the mean of ±1 frame codes, in
+    [−1, 1], the same whatever the audio, rebuilt by the registry; returns the videos and their frame codes."""
     torch.manual_seed(0)
-    model = ConMH(dim=12, length=12, bits=8, **TINY_CONMH).eval()
     visual = torch.randn(5, 12, 12)
     codes = model(visual, torch.randn(5, 12, 12))
     assert codes.shape == (5, 8) and codes.abs().max() <= 1
@@ -289,6 +290,13 @@ def test_conmh_maps_visual_frames_to_codes_in_the_unit_interval():
     assert frames.shape == (5, 12, 8) and set(frames.unique().tolist()) == {-1.0, 1.0}
     assert torch.equal(frames.mean(1), codes) and not torch.allclose(codes[0], codes[1])
     _assert_rebuilt_and_length_checked(model, visual, visual, codes)
+    return visual, frames
+
+
+def test_conmh_maps_visual_frames_to_codes_in_the_unit_interval():
+    torch.manual_seed(0)
+    model = ConMH(dim=12, length=12, bits=8, **TINY_CONMH).eval()
+    visual, _ = _assert_mean_of_frame_codes(model)
     # Two views per video: 6 seen frames each (ρ = 0.5 of 12), disjoint, from one permutation.
     first, second = model.views(5, 12)
     assert (first.sum(1) == 6).all() and (second.sum(1) == 6).all() and not (first & second).any()
@@ -324,16 +332,24 @@ def test_debiased_contrastive_loss_is_nt_xent_without_prior_and_lower_with_it():
         debiased_contrastive_loss(first, second[:3], tau=0.5, tau_plus=0.1)
 
 
+def _same_mask_losses(model: HashingMethod, data: str,
+                      **kwargs) -> tuple[list[float], Callable[[int], torch.Tensor]]:
+    """12 Adam steps (lr 1e-3) of ``model``'s loss on 16 training videos, its random masks the same each step;
+    the losses and the loss function (``kwargs`` go to ``training_loss``)."""
+    visual, audio, _ = load_split(data, "train")
+
+    def loss_of(_: int) -> torch.Tensor:
+        torch.manual_seed(1)  # the same masks each step
+        return model.training_loss(visual[:16], audio[:16], **kwargs)
+
+    return _steps(torch.optim.Adam(model.parameters(), lr=1e-3), loss_of, 12), loss_of
+
+
 def test_conmh_loss_is_finite_and_falls(tiny_data):
     visual, audio, _ = load_split(tiny_data, "train")
     torch.manual_seed(0)
     model = ConMH(dim=12, length=12, bits=8, **TINY_CONMH)
-
-    def loss_of(_: int) -> torch.Tensor:
-        torch.manual_seed(1)  # the same two views each step
-        return model.training_loss(visual[:16], audio[:16], tau=0.5)
-
-    losses = _steps(torch.optim.Adam(model.parameters(), lr=1e-3), loss_of, 12)
+    losses, _ = _same_mask_losses(model, tiny_data, tau=0.5)
     _assert_finite_and_falling(losses)
     # Two reconstruction MSEs of unit-scale frames and the contrastive term, ≈ ln(2B − 1) = 3.4 untrained.
     assert 2 < losses[0] < 8
@@ -357,33 +373,47 @@ def _label_shuffled_copy(data: str, root) -> str:
     return str(root / "config.json")
 
 
-def _conmh_steps(data: str, steps: int = 4) -> tuple[list[float], dict[str, torch.Tensor]]:
-    """A few optimiser steps of ConMH through MethodModule's training path (the evaluator's per-step seeding)."""
+def _module_steps(data: str, make: Callable[[], HashingMethod],
+                  steps: int = 4) -> tuple[list[float], dict[str, torch.Tensor]]:
+    """A few optimiser steps of the method ``make()`` builds (torch seed 0) through MethodModule's training path
+    (the evaluator's per-step seeding)."""
     module = MethodModule(data, lr=1e-3, seed=3)
     torch.manual_seed(0)
-    module.set_model(ConMH(dim=12, length=12, bits=8, **TINY_CONMH))
+    module.set_model(make())
 
     def loss_of(step: int) -> torch.Tensor:
         torch.manual_seed(step)  # as the evaluator seeds each training step
         return module.triplet_loss((torch.zeros(8, dtype=torch.long), torch.arange(8 * step, 8 * step + 8)))
 
-    return _steps(module.configure_optimizers()["optimizer"], loss_of, steps), module.model.state_dict()
+    configured = module.configure_optimizers()
+    optimiser = configured["optimizer"] if isinstance(configured, dict) else configured
+    return _steps(optimiser, loss_of, steps), module.model.state_dict()
 
 
-def test_conmh_trains_without_labels(tiny_data, tmp_path, monkeypatch):
-    shuffled = _label_shuffled_copy(tiny_data, tmp_path / "shuffled")
-    assert not np.array_equal(load_split(tiny_data, "train")[2], load_split(shuffled, "train")[2])
-    assert torch.equal(load_split(tiny_data, "train")[0], load_split(shuffled, "train")[0])
+def _conmh_steps(data: str) -> tuple[list[float], dict[str, torch.Tensor]]:
+    return _module_steps(data, lambda: ConMH(dim=12, length=12, bits=8, **TINY_CONMH))
+
+
+def _assert_label_free(steps: Callable[[str], tuple[list[float], dict[str, torch.Tensor]]], data: str, tmp_path,
+                       monkeypatch) -> None:
+    """``steps`` on ``data`` and on a label-shuffled copy: same losses and weights, and no triplet ever sampled."""
+    shuffled = _label_shuffled_copy(data, tmp_path / "shuffled")
+    assert not np.array_equal(load_split(data, "train")[2], load_split(shuffled, "train")[2])
+    assert torch.equal(load_split(data, "train")[0], load_split(shuffled, "train")[0])
 
     def no_triplets(*args, **kwargs):
         raise AssertionError("an unsupervised method's training sampled label-based triplets")
 
     monkeypatch.setattr(evaluator_module, "TripletSampler", no_triplets)
-    losses, weights = _conmh_steps(tiny_data)
-    shuffled_losses, shuffled_weights = _conmh_steps(shuffled)
+    losses, weights = steps(data)
+    shuffled_losses, shuffled_weights = steps(shuffled)
     assert losses == shuffled_losses and np.isfinite(losses).all()  # to the last bit
     assert weights.keys() == shuffled_weights.keys()
     assert all(torch.equal(weights[key], shuffled_weights[key]) for key in weights)
+
+
+def test_conmh_trains_without_labels(tiny_data, tmp_path, monkeypatch):
+    _assert_label_free(_conmh_steps, tiny_data, tmp_path, monkeypatch)
 
 
 def test_conmh_schedule_decays_the_learning_rate_to_its_floor(tiny_data):
@@ -405,38 +435,50 @@ def test_conmh_schedule_decays_the_learning_rate_to_its_floor(tiny_data):
     assert isinstance(module.configure_optimizers(), torch.optim.Adam)
 
 
-def test_a_conmh_run_learns_its_self_supervised_task(conmh_runs):
-    root, untrained, trained = conmh_runs
+def _assert_unsupervised_run(runs: tuple[Path, dict, dict], name: str,
+                             venue: str) -> tuple[HashingMethod, HashingMethod, str]:
+    """The trained run of method ``name`` (hidden width 32, 10 epochs) is complete and its loss fell; returns the
+    untrained and the trained network, reloaded from their runs, and the data's config path."""
+    root, untrained, trained = runs
     out = root / "trained"
     record = json.loads((out / "arch.json").read_text())
-    assert record["method"] == "conmh" and record["kwargs"]["hidden"] == 32 and "AAAI 2023" in record["citation"]
-    assert trained["method"] == "conmh" and trained["params"] == untrained["params"] > 0
+    assert record["method"] == name and record["kwargs"]["hidden"] == 32 and venue in record["citation"]
+    assert trained["method"] == name and trained["params"] == untrained["params"] > 0
     history = pd.read_csv(out / "history.csv")
     assert list(history["stage"]) == ["finetune"] * 10 and history["train_loss"].notna().all()
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
-    # Its own task on the held-out validation videos: a video's code from one masked view finds the code of its
-    # other view (measured 0.27-0.48 untrained, 0.44-0.85 after 10 epochs, seeds 1-8).
-    data = load_run_model(out)[1].data
-    before = _view_retrieval_map(load_run_model(root / "untrained")[0], data)
-    after = _view_retrieval_map(load_run_model(out)[0], data)
-    assert after > before + 0.1, (before, after)
-    # Class-level mAP is not asserted to rise: tiny_data's visual frames hold no label-free class structure (LSH
-    # and k-means of the mean-pooled frames sit at chance, 0.28-0.30), so the best-val epoch kept would "beat"
-    # the untrained net by selection alone; measured test-mAP change over 4 seeds: -0.05 to +0.03.
     assert 0 < trained["val_mAP@100"] < 1 and 0 < trained["test_mAP@100"] < 1
+    model, settings, _ = load_run_model(out)
+    return load_run_model(root / "untrained")[0], model, settings.data
 
 
-def test_load_run_model_rebuilds_conmh_with_its_weights(conmh_runs):
-    root, _, trained = conmh_runs
+def _assert_reloaded_without_audio(runs: tuple[Path, dict, dict], method: type[HashingMethod]) -> None:
+    """load_run_model rebuilds the trained run's network: same codes twice, with or without audio, same mAP."""
+    root, _, trained = runs
     out = root / "trained"
     model, settings, record = load_run_model(out)
-    assert isinstance(model, ConMH) and settings.method == "conmh" and record["kwargs"] == model.config()
+    assert isinstance(model, method) and settings.method == method.name and record["kwargs"] == model.config()
     again, _, _ = load_run_model(out)
     visual, audio, _ = load_split(settings.data, "test")
     codes = encode(model.eval(), visual, audio)
     assert torch.equal(codes, encode(again.eval(), visual, audio))
     assert torch.equal(codes, encode(again.eval(), visual, torch.zeros_like(audio)))  # audio never read
     assert evaluate_run(out, "test")["mAP@100"] == pytest.approx(trained["test_mAP@100"], abs=1e-12)
+
+
+def test_a_conmh_run_learns_its_self_supervised_task(conmh_runs):
+    untrained, trained, data = _assert_unsupervised_run(conmh_runs, "conmh", "AAAI 2023")
+    # Its own task on the held-out validation videos: a video's code from one masked view finds the code of its
+    # other view (measured 0.27-0.48 untrained, 0.44-0.85 after 10 epochs, seeds 1-8).
+    before, after = _view_retrieval_map(untrained, data), _view_retrieval_map(trained, data)
+    assert after > before + 0.1, (before, after)
+    # Class-level mAP is not asserted to rise: tiny_data's visual frames hold no label-free class structure (LSH
+    # and k-means of the mean-pooled frames sit at chance, 0.28-0.30), so the best-val epoch kept would "beat"
+    # the untrained net by selection alone; measured test-mAP change over 4 seeds: -0.05 to +0.03.
+
+
+def test_load_run_model_rebuilds_conmh_with_its_weights(conmh_runs):
+    _assert_reloaded_without_audio(conmh_runs, ConMH)
 
 
 def test_conmh_is_registered_with_its_table2_row(monkeypatch):
@@ -468,3 +510,93 @@ def test_cli_trains_a_method(tiny_data, tmp_path, capsys):
     assert main(["train", "--method", "nope", "--data", tiny_data, "--out", str(tmp_path / "x")]) == 2
     assert "method: expected one of" in capsys.readouterr().err
     assert not (tmp_path / "x" / "settings.json").exists()
+
+
+# --- BTH (self-supervised, visual frames only) ------------------------------------------------------------------
+
+# The paper's block (width 256, dropout 0.1) on d = 12 frames: a 32-wide block without dropout keeps the tiny
+# runs fast and lets the cloze loss fall in a few steps. ρ = 0.25 hides 3 of the 12 frames.
+TINY_BTH = {"hidden": 32, "dropout": 0.0, "mask_ratio": 0.25}
+
+
+@pytest.fixture(scope="module")
+def bth_runs(tiny_data, tmp_path_factory):
+    """The same BTH network untrained and trained for 10 epochs (16 bits)."""
+    settings = _settings(tiny_data, method="bth", bits=16, seed=5, extra={"method": TINY_BTH})
+    return _untrained_and_trained(settings, tmp_path_factory.mktemp("bth"))
+
+
+def _cloze_error(model: BTH, data: str, split: str = "val") -> float:
+    """BTH's visual cloze on held-out videos: the error rebuilding hidden frames from their codes (no label read)."""
+    visual = load_split(data, split)[0]
+    torch.manual_seed(0)
+    masked = model.cloze_mask(len(visual), visual.shape[1])
+    with torch.no_grad():
+        return model.eval().cloze_error(visual, masked).item()
+
+
+def test_bth_maps_visual_frames_to_codes_in_the_unit_interval():
+    torch.manual_seed(0)
+    model = BTH(dim=12, length=12, bits=8, **TINY_BTH).eval()
+    visual, frames = _assert_mean_of_frame_codes(model)
+    masked = model.cloze_mask(5, 12)  # ρ = 0.25: 3 hidden frames per video
+    assert masked.shape == (5, 12) and (masked.sum(1) == 3).all()
+    assert not torch.equal(model.frame_codes(visual, masked), frames)  # hidden frames are not read
+    assert (BTH(dim=12, length=12, bits=8, mask_ratio=0.01).cloze_mask(2, 12).sum(1) == 1).all()  # at least one
+    for bad in ({"mask_ratio": 1.0}, {"heads": 5}, {"dropout": 1.0}, {"depth": 0}):
+        with pytest.raises(ValueError):
+            BTH(dim=12, length=12, bits=8, **(TINY_BTH | bad))
+    # The paper's size: 2.12M at BTH's 4096-d VGG frames, m = 25, q = 64 (AV-NAS paper Table 2: 2M).
+    assert round(sum(p.numel() for p in BTH(dim=4096).parameters()) / 1e6) == 2
+    assert sum(p.numel() for p in BTH().parameters()) == 1_053_248
+
+
+def test_bth_loss_is_finite_and_falls(tiny_data):
+    visual, audio, _ = load_split(tiny_data, "train")
+    torch.manual_seed(0)
+    model = BTH(dim=12, length=12, bits=8, **TINY_BTH)
+    losses, loss_of = _same_mask_losses(model, tiny_data)
+    # Falling, if not at every step: the codes are exactly ±1, so a bit that flips sign moves the loss in a jump
+    # (measured: 1.01 → 0.66, one rise in 11 steps).
+    assert np.isfinite(losses).all() and losses[-1] < 0.75 * losses[0], losses
+    assert sum(b < a for a, b in zip(losses, losses[1:], strict=False)) >= 9, losses
+    assert 0.5 < losses[0] < 20  # two MSEs of unit-scale features against codes of ±1
+    both = loss_of(0).item()
+    model.similarity_weight = 0.0  # the cloze term alone is lower: the similarity term adds a positive MSE
+    assert loss_of(0).item() < both
+    with pytest.raises(ValueError, match="videos \\(B, m, d\\)"):
+        model.training_loss(visual[:4, None], audio[:4, None])
+
+
+def _bth_steps(data: str) -> tuple[list[float], dict[str, torch.Tensor]]:
+    return _module_steps(data, lambda: BTH(dim=12, length=12, bits=8, **TINY_BTH))
+
+
+def test_bth_trains_without_labels(tiny_data, tmp_path, monkeypatch):
+    _assert_label_free(_bth_steps, tiny_data, tmp_path, monkeypatch)
+
+
+def test_a_bth_run_learns_its_visual_cloze(bth_runs):
+    untrained, trained, data = _assert_unsupervised_run(bth_runs, "bth", "CVPR 2021")
+    # Its own task on the held-out validation videos: hidden frames rebuilt from their codes (error ratio after /
+    # before 10 epochs measured 0.36-0.70, seeds 1-6).
+    before, after = _cloze_error(untrained, data), _cloze_error(trained, data)
+    assert after < 0.8 * before, (before, after)
+    # Class-level mAP is not asserted to rise (tiny_data's frames hold no label-free class structure: see ConMH).
+
+
+def test_load_run_model_rebuilds_bth_with_its_weights(bth_runs):
+    _assert_reloaded_without_audio(bth_runs, BTH)
+
+
+def test_bth_is_registered_with_its_table2_row():
+    assert METHODS["bth"] is BTH and not BTH.supervised
+    row = ROWS["BTH"]
+    assert (row.table, row.command, row.group) == ("2", "method", "expert-hashing")
+    assert row.settings == {"method": "bth"}
+    assert row.paper == {32: (0.1845, 0.2987), 64: (0.2721, 0.3593)}  # paper Table 2, line 4
+    assert list(ROWS).index("BTH") == list(ROWS).index("ConMH") + 1
+    base = {**table2.BENCH_PROFILES["paper"], "profile": "paper"}
+    paper = table2._settings(row, 64, 1, base)
+    assert (paper.finetune_lr, paper.batch_size, paper.finetune_epochs) == (3e-4, 256, 50)
+    assert paper.method == "bth" and paper.strategy == "fixed" and paper.extra == {}
