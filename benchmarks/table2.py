@@ -44,10 +44,11 @@ __all__ = ["BENCH_PROFILES", "main", "run_row", "run_table", "query_ap", "write_
 
 logger = logging.getLogger(__name__)
 
-#: Benchmark profiles. ``quick``: the embedded data on 2 CPU cores, 2 supernet + 6 fine-tune epochs per row. Measured
-#: whole table: 63 min for 16 rows × 32/64 bits one run at a time with 2 threads; 61.7 min for 19 rows (with AVHash,
-#: ConMH, BTH) two 1-thread runs side by side (``--jobs 2``, the default on 2 cores); 2 + 4 epochs left most searched
-#: networks at 0.27 mAP, uninformative. ``paper``: SPEC §4 (300 + 300 epochs, batch 128).
+#: Benchmark profiles. ``quick``: the embedded data on 2 CPU cores, 2 supernet + 6 fine-tune epochs per row.
+#: Measured whole table: 63 min for 16 rows × 32/64 bits one run at a time with 2 threads; 62.6 min for 20 rows
+#: (with AVHash, ConMH, BTH, SSTH) two 1-thread runs side by side (``--jobs 2``, the default on 2 cores);
+#: 2 + 4 epochs left most searched networks at 0.27 mAP, uninformative. ``paper``: SPEC §4 (300 + 300 epochs,
+#: batch 128).
 BENCH_PROFILES: dict[str, dict[str, Any]] = {
     "quick": {**PROFILES["quick"], "search_epochs": 2, "finetune_epochs": 6},
     "paper": dict(PROFILES["paper"]),
