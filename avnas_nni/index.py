@@ -265,6 +265,8 @@ class HashIndex:
     def search_ids(self, ids: Sequence[str], k: int = 10, exclude_self: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """k-NN of stored videos given by id (each one's own entry left out when ``exclude_self``)."""
         where = self.codes.positions(ids, "query ids")
+        if exclude_self:
+            k = max(1, min(k, len(self) - 1))  # every row then has k others, whether or not it found itself
         distances, positions = self.search(self.codes.codes[where], k + int(exclude_self))
         if not exclude_self:
             return distances, positions

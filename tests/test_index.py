@@ -125,6 +125,8 @@ def test_search_ids_leaves_the_query_out():
     np.testing.assert_array_equal(distances, np.sort(oracle, axis=1)[:, :5])
     with pytest.raises(IndexFileError, match="unknown video id"):
         index.search_ids(["nope"])
+    everything = index.search_ids(["v3", "v10"], k=1000)[1]  # k beyond the database: every other video once
+    assert everything.shape == (2, 299) and all(len(set(row)) == 299 for row in everything)
 
 
 @pytest.fixture(scope="module")
