@@ -171,8 +171,12 @@ class _MeanPool(HashingMethod):
 
     def __init__(self, dim: int, bits: int):
         super().__init__()
+        self.dim, self.bits = dim, bits
         self.fc = torch.nn.Linear(2 * dim, bits)
         self.seen: list[torch.Tensor] = []
+
+    def config(self):
+        return {"dim": self.dim, "bits": self.bits}
 
     def forward(self, visual, audio):
         return torch.tanh(self.fc(torch.cat([visual.mean(1), audio.mean(1)], -1)))
@@ -180,6 +184,11 @@ class _MeanPool(HashingMethod):
     def training_loss(self, visual, audio, *, tau):
         self.seen.append(visual)
         return self(visual, audio).pow(2).mean()
+
+
+def test_a_method_must_implement_the_whole_interface():
+    with pytest.raises(TypeError, match="abstract"):
+        HashingMethod()
 
 
 def test_unsupervised_methods_get_the_videos_alone(tiny_data):

@@ -15,6 +15,7 @@ seeded per-epoch order, and never see a label.
 
 from __future__ import annotations
 
+import abc
 import logging
 from typing import Any, ClassVar
 
@@ -30,7 +31,7 @@ __all__ = ["HashingMethod", "MethodModule"]
 logger = logging.getLogger(__name__)
 
 
-class HashingMethod(nn.Module):
+class HashingMethod(nn.Module, metaclass=abc.ABCMeta):
     """Base class of a video-hashing method (an expert-designed network with its own loss).
 
     Subclasses set the class attributes, build their layers in ``__init__`` (every argument a JSON value,
@@ -56,17 +57,17 @@ class HashingMethod(nn.Module):
     supervised: ClassVar[bool] = True
     paper_settings: ClassVar[dict[str, Any]] = {}
 
+    @abc.abstractmethod
     def config(self) -> dict[str, Any]:
         """The constructor arguments of this network (saved in ``arch.json``)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def forward(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """Real-valued codes ``(B, q)`` in [−1, 1] of features ``(B, m, d)``; ``sign`` gives the hash codes."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def training_loss(self, visual: torch.Tensor, audio: torch.Tensor, *, tau: float) -> torch.Tensor:
         """The method's loss of one batch (shapes: see :attr:`supervised`); ``tau`` is the run's temperature."""
-        raise NotImplementedError
 
     def lr_scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
         """The method's per-epoch learning-rate schedule of the run's Adam ``optimizer``; None (default): constant."""
