@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from avnas_nni.codes import pack_codes, sign_codes
 from avnas_nni.data import SPLITS, DataError, load_dataset
+from avnas_nni.evaluator import encode as encode_features
 from avnas_nni.index import CodeSet
 from avnas_nni.pipeline import load_run_model
 
@@ -53,11 +54,10 @@ class RunEncoder:
             raise DataError(f"{where}: features are (m={m}, d={d}); the network of {self.run} expects "
                             f"(m={self.m}, d={self.d})")
 
-    @torch.inference_mode()
     def encode(self, visual: np.ndarray, audio: np.ndarray) -> np.ndarray:
         """Packed codes (n, bits / 8) uint8 of one batch of features (n, m, d) float32."""
-        f = self.model(torch.as_tensor(visual, device=self.device), torch.as_tensor(audio, device=self.device))
-        return pack_codes(sign_codes(f.float().cpu()))
+        codes = encode_features(self.model, torch.as_tensor(visual), torch.as_tensor(audio), device=self.device)
+        return pack_codes(sign_codes(codes))
 
     def encode_split(self, data: str, split: str = "all", batch_size: int = 256,
                      progress: bool = True) -> tuple[CodeSet, float]:
