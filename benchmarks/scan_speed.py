@@ -1,10 +1,12 @@
-"""Speed of the package's own selective scan against a mamba-ssm ``selective_scan_ref``-style loop.
+"""Speed of the package's own selective scan against a mamba-ssm ``selective_scan_ref``-style loop and, on CUDA
+with mamba-ssm installed, against mamba-ssm's fused kernel (``selective_scan_fn``).
 
 Run ``python -m benchmarks.scan_speed [--batch 32 --length 25 --dim 1536 --d-state 16 --threads 2
---repeats 5] [--json PATH]``. Both scans get the inputs of a Mamba block's scan (D, z gate, delta_bias,
-softplus) and are timed forward + backward (the gradient of a random readout of y to every input); the
-runs of the two alternate, and the median of ``--repeats`` timed runs each, after one warm-up run, is
-reported with the ratio reference / own. Other processes on the machine distort the numbers: run it idle.
+--repeats 5] [--device cpu|cuda] [--json PATH]``. Every scan gets the inputs of a Mamba block's scan (D, z gate,
+delta_bias, softplus) and is timed forward + backward (the gradient of a random readout of y to every input,
+CUDA synchronised); the runs of the scans alternate, and the median of ``--repeats`` timed runs each, after one
+warm-up run, is reported with the ratios reference / own and own / kernel. Other processes on the machine
+distort the numbers: run it idle.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from avnas_nni.ops.scan import selective_scan_torch
+from avnas_nni.ops.scan import _mamba_scan_fn, cuda_scan_available, selective_scan_torch
 from benchmarks._common import save_json
 
 __all__ = ["main", "reference_scan", "run_benchmark"]
@@ -82,16 +84,31 @@ def _make_inputs(batch: int, length: int, dim: int, d_state: int, seed: int) -> 
     }
 
 
+def _synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def _forward_backward(
     scan: Callable[..., torch.Tensor], inputs: dict[str, torch.Tensor], readout: torch.Tensor
 ) -> tuple[float, float, torch.Tensor, dict[str, torch.Tensor]]:
     """Wall and CPU seconds of one forward + backward, the output and the input gradients."""
     leaves = {name: tensor.clone().requires_grad_() for name, tensor in inputs.items()}
+    _synchronise(readout.device)
     start, start_cpu = time.perf_counter(), time.process_time()
     y = scan(**leaves, delta_softplus=True)
     (y * readout).sum().backward()
+    _synchronise(readout.device)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
     return seconds, cpu_seconds, y.detach(), {name: leaf.grad for name, leaf in leaves.items()}
+
+
+def _contenders(device: torch.device) -> dict[str, Callable[..., torch.Tensor]]:
+    """The scans to time: own and reference everywhere, mamba-ssm's fused kernel on CUDA when it imports."""
+    scans = {"own": selective_scan_torch, "reference": reference_scan}
+    if device.type == "cuda" and cuda_scan_available():
+        scans["kernel"] = _mamba_scan_fn()
+    return scans
 
 
 def run_benchmark(
@@ -102,53 +119,58 @@ def run_benchmark(
     threads: int = 2,
     repeats: int = 5,
     seed: int = 0,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Time both scans forward + backward and check they agree.
+    """Time the scans forward + backward and check they agree.
 
     Returns
     -------
     dict
-        Sizes, thread count, per-run and median wall seconds of each scan, the ratio reference / own,
-        median process CPU seconds (less sensitive to other load), and
-        the largest absolute difference of the outputs and of the input gradients.
+        Sizes, thread count, device, per-run and median wall seconds of each scan (``own``, ``reference`` and,
+        on CUDA with mamba-ssm, ``kernel``), the ratios reference / own and own / kernel, median process CPU
+        seconds (less sensitive to other load), and the largest absolute difference of each scan's output and
+        input gradients from the own scan's.
     """
+    target = torch.device(device)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        inputs = _make_inputs(batch, length, dim, d_state, seed)
-        readout = torch.randn(inputs["u"].shape, generator=torch.Generator().manual_seed(seed + 1))
-        own_runs, ref_runs, own_cpu, ref_cpu = [], [], [], []
-        # interleaved, after one warm-up run each, so that a load change hits both scans alike
+        inputs = {k: v.to(target) for k, v in _make_inputs(batch, length, dim, d_state, seed).items()}
+        readout = torch.randn(inputs["u"].shape, generator=torch.Generator().manual_seed(seed + 1)).to(target)
+        scans = _contenders(target)
+        wall: dict[str, list[float]] = {name: [] for name in scans}
+        cpu: dict[str, list[float]] = {name: [] for name in scans}
+        outputs: dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
+        # interleaved, after one warm-up run each, so that a load change hits every scan alike
         for run in range(repeats + 1):
-            own_seconds, own_cpu_seconds, own_y, own_grads = _forward_backward(selective_scan_torch, inputs, readout)
-            ref_seconds, ref_cpu_seconds, ref_y, ref_grads = _forward_backward(reference_scan, inputs, readout)
-            if run:
-                own_runs.append(own_seconds)
-                ref_runs.append(ref_seconds)
-                own_cpu.append(own_cpu_seconds)
-                ref_cpu.append(ref_cpu_seconds)
+            for name, scan in scans.items():
+                seconds, cpu_seconds, y, grads = _forward_backward(scan, inputs, readout)
+                outputs[name] = (y, grads)
+                if run:
+                    wall[name].append(seconds)
+                    cpu[name].append(cpu_seconds)
     finally:
         torch.set_num_threads(previous_threads)
-    own_median = statistics.median(own_runs)
-    ref_median = statistics.median(ref_runs)
-    return {
-        "batch": batch,
-        "length": length,
-        "dim": dim,
-        "d_state": d_state,
-        "threads": threads,
-        "repeats": repeats,
-        "own_seconds": [round(s, 4) for s in own_runs],
-        "reference_seconds": [round(s, 4) for s in ref_runs],
-        "own_median_seconds": round(own_median, 4),
-        "reference_median_seconds": round(ref_median, 4),
-        "speedup": round(ref_median / own_median, 2),
-        "own_median_cpu_seconds": round(statistics.median(own_cpu), 4),
-        "reference_median_cpu_seconds": round(statistics.median(ref_cpu), 4),
-        "max_abs_diff_output": (own_y - ref_y).abs().max().item(),
-        "max_abs_diff_grad": max((own_grads[k] - ref_grads[k]).abs().max().item() for k in own_grads),
+    median = {name: statistics.median(runs) for name, runs in wall.items()}
+    own_y, own_grads = outputs["own"]
+    result: dict[str, Any] = {
+        "batch": batch, "length": length, "dim": dim, "d_state": d_state, "threads": threads, "repeats": repeats,
+        "device": torch.cuda.get_device_name(target) if target.type == "cuda" else "cpu",
+        "speedup": round(median["reference"] / median["own"], 2),
         "torch": torch.__version__,
     }
+    for name in scans:
+        label = "own" if name == "own" else name
+        result[f"{label}_seconds"] = [round(s, 5) for s in wall[name]]
+        result[f"{label}_median_seconds"] = round(median[name], 5)
+        result[f"{label}_median_cpu_seconds"] = round(statistics.median(cpu[name]), 5)
+        if name != "own":
+            y, grads = outputs[name]
+            result[f"{label}_max_abs_diff_output"] = (y - own_y).abs().max().item()
+            result[f"{label}_max_abs_diff_grad"] = max((grads[k] - own_grads[k]).abs().max().item() for k in grads)
+    if "kernel" in scans:
+        result["own_over_kernel"] = round(median["own"] / median["kernel"], 2)
+    return result
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per scan (after one warm-up)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the scans run (cuda: also mamba-ssm's kernel when it imports)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     return parser
 
@@ -171,25 +195,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             flag = name.replace("_", "-")
             print(f"scan_speed: --{flag} must be >= 1, got {getattr(args, name)}", file=sys.stderr)
             return 2
-    result = run_benchmark(args.batch, args.length, args.dim, args.d_state, args.threads, args.repeats, args.seed)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("scan_speed: --device cuda: no CUDA device is visible", file=sys.stderr)
+        return 2
+    result = run_benchmark(args.batch, args.length, args.dim, args.d_state, args.threads, args.repeats, args.seed,
+                           args.device)
     print(
         f"selective scan, forward + backward: batch {result['batch']}, L {result['length']}, "
-        f"dim {result['dim']}, N {result['d_state']}, {result['threads']} threads, "
+        f"dim {result['dim']}, N {result['d_state']}, on {result['device']}, {result['threads']} threads, "
         f"median of {result['repeats']}"
     )
-    print(
-        f"own scan (selective_scan_torch)   {result['own_median_seconds']:.3f} s "
-        f"(CPU time of the process {result['own_median_cpu_seconds']:.3f} s)"
-    )
-    print(
-        f"selective_scan_ref-style loop     {result['reference_median_seconds']:.3f} s "
-        f"(CPU time of the process {result['reference_median_cpu_seconds']:.3f} s)"
-    )
-    print(f"ratio reference / own             {result['speedup']:.2f}x")
-    print(
-        f"max |own - reference|: output {result['max_abs_diff_output']:.2e}, "
-        f"gradients {result['max_abs_diff_grad']:.2e}"
-    )
+    names = {"own": "own scan (selective_scan_torch)", "reference": "selective_scan_ref-style loop",
+             "kernel": "mamba-ssm kernel (selective_scan_fn)"}
+    for key, label in names.items():
+        if f"{key}_median_seconds" in result:
+            print(f"{label:<38}{result[f'{key}_median_seconds']:.4f} s "
+                  f"(CPU time of the process {result[f'{key}_median_cpu_seconds']:.4f} s)")
+    print(f"ratio reference / own                 {result['speedup']:.2f}x")
+    if "own_over_kernel" in result:
+        print(f"ratio own / kernel                    {result['own_over_kernel']:.2f}x")
+    elif args.device == "cuda":
+        print("mamba-ssm's kernel is not available (mamba-ssm or its selective_scan_cuda extension missing)")
+    for key in ("reference", "kernel"):
+        if f"{key}_max_abs_diff_output" in result:
+            print(f"max |{key} - own|: output {result[f'{key}_max_abs_diff_output']:.2e}, "
+                  f"gradients {result[f'{key}_max_abs_diff_grad']:.2e}")
     save_json(args.json, result)
     return 0
 

@@ -109,7 +109,9 @@ def measure(strategy_name: str, data: str = "embedded", batch_size: int = 32, ba
                                limit_train_batches=batches, callbacks=[timer],
                                trainer_kwargs={"limit_val_batches": 0}, lr=settings.search_lr, tau=settings.tau,
                                n_neg=settings.n_neg, topk=settings.topk, seed=seed)
-    strategy = make_strategy(strategy_name, seed=seed, arc_learning_rate=settings.arc_lr)
+    # arc_lr None: each strategy's own default architecture learning rate, as in a pipeline run
+    arc_lr = {} if settings.arc_lr is None else {"arc_learning_rate": settings.arc_lr}
+    strategy = make_strategy(strategy_name, seed=seed, **arc_lr)
     # Iterations of a full epoch: the loader the strategy hands Lightning (a dict is NNI's train/val pairing).
     train_loader = strategy.train_dataloader(lambda: evaluator.train_dataloaders, lambda: evaluator.val_dataloaders)
     if isinstance(train_loader, dict):
