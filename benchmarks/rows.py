@@ -109,6 +109,11 @@ for _row in (
     # self-supervised, visual frames only.
     Row("DKPH", "2", "method", {"method": "dkph"}, paper={32: (0.1528, 0.3256), 64: (0.2283, 0.3731)},
         group="expert-hashing"),
+    # Table 2 line 8 (paper text; not in SPEC §6): Chen et al., DSVH, Sensors 2021 (avnas_nni.methods.dsvh),
+    # supervised, visual frames only; a feature-level adaptation (its raw-frame 3D ResNet becomes a 1D ResNet-34
+    # over the frame features: 7.4M parameters at d = 768, not the table's 63M).
+    Row("DSVH", "2", "method", {"method": "dsvh"}, paper={32: (0.2056, 0.2616), 64: (0.2979, 0.3683)},
+        group="expert-hashing"),
     Row("DARTS", "2", "search", {"strategy": "darts"}, paper={32: (0.8630, 0.9180), 64: (0.8860, 0.9199)}),
     Row("SPOS", "2", "search", {"strategy": "spos"}, paper={32: (0.8785, 0.9165), 64: (0.8982, 0.9198)}),
     Row("ProxylessNAS", "2", "search", {"strategy": "proxyless"},

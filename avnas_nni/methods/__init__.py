@@ -7,7 +7,8 @@ settings) trained by :class:`MethodModule` on the same features, splits and metr
 
 Implemented: AVHash (:mod:`avnas_nni.methods.avhash`, supervised), ConMH (:mod:`avnas_nni.methods.conmh`), BTH
 (:mod:`avnas_nni.methods.bth`), SSTH (:mod:`avnas_nni.methods.ssth`) and DKPH (:mod:`avnas_nni.methods.dkph`), all
-four self-supervised: trained without labels, on the visual features.
+four self-supervised: trained without labels, on the visual features; DSVH (:mod:`avnas_nni.methods.dsvh`, supervised,
+visual features only), a feature-level adaptation: its raw-frame 3D CNN becomes a 1D ResNet over the frame features.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from avnas_nni.methods.base import HashingMethod, MethodModule
 from avnas_nni.methods.bth import BTH
 from avnas_nni.methods.conmh import ConMH
 from avnas_nni.methods.dkph import DKPH
+from avnas_nni.methods.dsvh import DSVH
 from avnas_nni.methods.ssth import SSTH
 
-__all__ = ["METHODS", "HashingMethod", "MethodModule", "AVHash", "BTH", "ConMH", "DKPH", "SSTH", "build_method"]
+__all__ = ["METHODS", "HashingMethod", "MethodModule", "AVHash", "BTH", "ConMH", "DKPH", "DSVH", "SSTH",
+           "build_method"]
 
 #: Methods by registry name.
-METHODS: dict[str, type[HashingMethod]] = {cls.name: cls for cls in (AVHash, ConMH, BTH, SSTH, DKPH)}
+METHODS: dict[str, type[HashingMethod]] = {cls.name: cls for cls in (AVHash, ConMH, BTH, SSTH, DKPH, DSVH)}
 
 
 def build_method(name: str, **kwargs: Any) -> HashingMethod:
