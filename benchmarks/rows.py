@@ -105,6 +105,11 @@ for _row in (
     # self-supervised, visual frames only.
     Row("SSTH", "2", "method", {"method": "ssth"}, paper={32: (0.1727, 0.2275), 64: (0.2395, 0.3037)},
         group="expert-hashing"),
+    # Table 2 line 9 (paper text; not in SPEC §6): Gu et al., SRH, ACM MM 2016 (avnas_nni.methods.srh),
+    # supervised, visual frames only; Adam ε 1e-8 (PyTorch's default) in every profile: under the quick profile's
+    # 1e-3 its small early gradients barely move it (see the module).
+    Row("SRH", "2", "method", {"method": "srh", "finetune_eps": 1e-8},
+        paper={32: (0.3205, 0.3699), 64: (0.4266, 0.4783)}, group="expert-hashing"),
     Row("DARTS", "2", "search", {"strategy": "darts"}, paper={32: (0.8630, 0.9180), 64: (0.8860, 0.9199)}),
     Row("SPOS", "2", "search", {"strategy": "spos"}, paper={32: (0.8785, 0.9165), 64: (0.8982, 0.9198)}),
     Row("ProxylessNAS", "2", "search", {"strategy": "proxyless"},
