@@ -4,12 +4,13 @@ Yun Gu, Chao Ma, Jie Yang. *Supervised Recurrent Hashing for Large Scale Video R
 272–276 (reference [18] of the AV-NAS paper). Neither the SRH paper's text nor any code of its authors was at hand
 (the search tools found no copy, abstract or description of it; no repository of the authors is indexed). This is
 written from the AV-NAS paper's account of it (§2.1: an LSTM-based method that models the video's structure and its
-spatio-temporal content; §4: one of the four supervised baselines; Table 2: 4.5M parameters) and the widely cited
-outline of SRH: an LSTM runs over the frame features, a max-pooling over time embeds the video in a vector of fixed
-length, a hashing layer maps it to relaxed codes, and a supervised hashing loss built from the labels trains it
-end to end. Every detail beyond that outline is a choice made here and is marked *Adapted* below.
+spatio-temporal content; §4: one of the four supervised baselines; Table 2: 4.5M parameters) and an outline of SRH
+handed to this work with the task, unchecked against the paper: an LSTM runs over the frame features, a max-pooling
+(or the last state) over time embeds the video in a vector of fixed length, a hashing layer with a sigmoid/tanh maps
+it to relaxed codes, and a supervised loss (pairwise or triplet similarity preservation from the labels plus a
+quantisation term) trains it end to end. Every detail beyond that outline is a choice made here, marked *Adapted*.
 
-SRH was designed for frame features of the visual stream only (CNN frames there). Here it reads the visual features
+SRH was designed for frame features of the visual stream only (CNN frame features). Here it reads the visual features
 (``(B, m, d)``, CLIP in the AV-NAS data); **the audio input is ignored**.
 
 Network (per video of m frame features ``x_1 … x_m``)::
@@ -37,9 +38,9 @@ frames only.
 
 Adapted, and why:
 
-* The LSTM's width H = 256 and one layer: at SRH's own 4096-d VGG-style frame features, m = 25, q = 64 this gives
-  4.47M parameters, the AV-NAS paper's Table 2 figure (4.5M); 1.07M at the AV-NAS data's d = 768, 0.33M at the
-  embedded data's d = 48.
+* Max-pooling rather than the last state; one LSTM layer of width H = 256: at 4096-d frame features (VGG fc7's
+  size; SRH's own feature size could not be checked), m = 25, q = 64 this gives 4.47M parameters, the AV-NAS
+  paper's Table 2 figure (4.5M); 1.07M at the AV-NAS data's d = 768, 0.33M at the embedded data's d = 48.
 * The hashing layer's activation is tanh (codes in [−1, 1], the project's convention); a sigmoid layer
   ``σ(W v + β)`` maps onto it by ``2σ − 1 = tanh((W v + β) / 2)``, so either spans the same functions.
 * The similarity loss is the pairwise likelihood above over the labelled pairs of each triplet row (pairs across
@@ -52,12 +53,13 @@ Adapted, and why:
   video (the LSTM's states of the embedded data's d = 48 frames vary little), the pairwise term is bilinear in
   them, and its gradients (~1e-5 per weight) are damped ~50× by the quick profile's ε = 1e-3 — measured on the
   embedded data, 64 bits, 141 steps at lr 1e-3: val mAP@100 0.10 (ε 1e-3, loss flat at 1.48) against 0.35
-  (ε 1e-8). ``sign(0) = +1`` (:func:`~avnas_nni.codes.sign_codes`); the best val-mAP epoch is kept, as for every
+  (ε 1e-8); the whole quick run (6 epochs) gave val / test mAP@100 0.128 / 0.143 with ε 1e-3 and 0.412 / 0.415
+  with 1e-8. ``sign(0) = +1`` (:func:`~avnas_nni.codes.sign_codes`); the best val-mAP epoch is kept, as for every
   row.
 
 Not reproduced: any classification (softmax) term some accounts of SRH mention — a method's loss receives the
-triplet rows, not the class labels; SRH's own CNN features, datasets (UCF-101) and evaluation protocol (the AV-NAS
-table retrains it on AV-NAS's features and splits, as here); whatever SRH does beyond the outline above.
+triplet rows, not the class labels; SRH's own CNN features, datasets and evaluation protocol (the AV-NAS table
+retrains it on AV-NAS's features and splits, as here); whatever SRH does beyond the outline above.
 """
 
 from __future__ import annotations
