@@ -497,7 +497,6 @@ def test_conmh_is_registered_with_its_table2_row(monkeypatch):
     assert (row.table, row.command, row.group) == ("2", "method", "expert-hashing")
     assert row.settings == {"method": "conmh", "tau": 0.5}
     assert row.paper == {32: (0.2974, 0.3899), 64: (0.3312, 0.4232)}  # paper Table 2, line 7
-    assert list(ROWS).index("ConMH") == list(ROWS).index("AVHash") + 1
     base = {**table2.BENCH_PROFILES["paper"], "profile": "paper"}
     paper = table2._settings(row, 64, 1, base)
     assert (paper.finetune_lr, paper.finetune_eps, paper.batch_size, paper.finetune_epochs, paper.tau) == (
@@ -599,15 +598,14 @@ def test_load_run_model_rebuilds_bth_with_its_weights(bth_runs):
     _assert_reloaded_without_audio(bth_runs, BTH)
 
 
-def _assert_unsupervised_row(method: type[HashingMethod], row_name: str, after: str,
+def _assert_unsupervised_row(method: type[HashingMethod], row_name: str,
                              paper: dict[int, tuple[float, float]]) -> RunSettings:
-    """``method`` is registered, label-free, with its Table 2 row ``row_name`` (the paper's numbers, right after
-    row ``after``); returns the row's settings under the ``paper`` profile."""
+    """``method`` is registered, label-free, with its Table 2 row ``row_name`` (the paper's numbers); returns the
+    row's settings under the ``paper`` profile."""
     assert METHODS[method.name] is method and not method.supervised
     row = ROWS[row_name]
     assert (row.table, row.command, row.group) == ("2", "method", "expert-hashing")
     assert row.settings == {"method": method.name} and row.paper == paper
-    assert list(ROWS).index(row_name) == list(ROWS).index(after) + 1
     settings = table2._settings(row, 64, 1, {**table2.BENCH_PROFILES["paper"], "profile": "paper"})
     assert settings.method == method.name and settings.strategy == "fixed" and settings.extra == {}
     return settings
@@ -615,7 +613,7 @@ def _assert_unsupervised_row(method: type[HashingMethod], row_name: str, after: 
 
 def test_bth_is_registered_with_its_table2_row():
     # Paper Table 2, line 4.
-    paper = _assert_unsupervised_row(BTH, "BTH", "ConMH", {32: (0.1845, 0.2987), 64: (0.2721, 0.3593)})
+    paper = _assert_unsupervised_row(BTH, "BTH", {32: (0.1845, 0.2987), 64: (0.2721, 0.3593)})
     assert (paper.finetune_lr, paper.batch_size, paper.finetune_epochs) == (3e-4, 256, 50)
 
 
@@ -721,5 +719,14 @@ def test_load_run_model_rebuilds_ssth_with_its_weights(ssth_runs):
 
 def test_ssth_is_registered_with_its_table2_row():
     # Paper Table 2, line 6; BTH's stand-in settings (SSTH's own could not be checked).
-    paper = _assert_unsupervised_row(SSTH, "SSTH", "BTH", {32: (0.1727, 0.2275), 64: (0.2395, 0.3037)})
+    paper = _assert_unsupervised_row(SSTH, "SSTH", {32: (0.1727, 0.2275), 64: (0.2395, 0.3037)})
     assert (paper.finetune_lr, paper.batch_size, paper.finetune_epochs) == (3e-4, 256, 50)
+
+
+def test_method_rows_come_in_the_papers_table2_order():
+    # Table 2 lines 3-11: MCMSH, BTH, DKPH, SSTH, ConMH, DSVH, SRH, AVH, AVHash; then the NAS rows.
+    paper_order = ["MCMSH", "BTH", "DKPH", "SSTH", "ConMH", "DSVH", "SRH", "AVH", "AVHash"]
+    method_rows = [name for name, row in ROWS.items() if row.command == "method"]
+    assert method_rows == [name for name in paper_order if name in ROWS]
+    assert [ROWS[name].settings["method"] for name in method_rows] == list(METHODS)
+    assert list(ROWS).index("DARTS") == len(method_rows)
