@@ -28,8 +28,8 @@ from avnas_nni.runs import RunDir, RunError, load_weights, read_json, save_weigh
 from search_spaces import AVNASSpace, check_sample, get_expert, single_modality
 from strategies import STRATEGIES, make_strategy, prune
 
-__all__ = ["PROFILES", "RunSettings", "run_search", "run_train", "run_method", "evaluate_run", "build_space",
-           "load_run_model"]
+__all__ = ["PROFILES", "RunSettings", "check_settings", "run_search", "run_train", "run_method", "evaluate_run",
+           "build_space", "load_run_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -379,16 +379,23 @@ def resolve_arch(arch: str | None, settings: RunSettings) -> tuple[dict[str, Any
     return overrides, sample
 
 
+def check_settings(path: str | Path, settings: RunSettings, action: str) -> None:
+    """Raise :class:`RunError` (one line, the differing fields as ``{field: (saved, wanted)}``) unless the run
+    directory ``path`` was made with ``settings``; ``action`` names what needed them equal (``--resume``)."""
+    run = RunDir(path)
+    saved = run.read_settings()
+    if RunSettings.from_dict(saved) != settings:
+        diff = {k: (saved.get(k), v) for k, v in asdict(settings).items() if saved.get(k) != v
+                and not (isinstance(v, tuple) and list(v) == saved.get(k))}
+        if diff:
+            raise RunError(f"{run.settings_path}: {action} with other settings than the run's: {diff}")
+
+
 def _prepare(run: RunDir, settings: RunSettings, resume: bool) -> None:
     if resume:
         if not run.settings_path.is_file():
             raise RunError(f"{run.path}: nothing to resume (no settings.json); run without --resume first")
-        saved = run.read_settings()
-        if RunSettings.from_dict(saved) != settings:
-            diff = {k: (saved.get(k), v) for k, v in asdict(settings).items() if saved.get(k) != v
-                    and not (isinstance(v, tuple) and list(v) == saved.get(k))}
-            if diff:
-                raise RunError(f"{run.settings_path}: --resume with other settings than the run's: {diff}")
+        check_settings(run.path, settings, "--resume")
         return
     if run.metrics_path.exists() or run.settings_path.exists():
         raise RunError(f"{run.path}: already holds a run; choose another --out or pass --resume")

@@ -35,7 +35,7 @@ from avnas_nni.data import embedded_config
 from avnas_nni.errors import AVNASError
 from avnas_nni.methods import METHODS
 from avnas_nni.metrics import average_precision_at_k
-from avnas_nni.pipeline import PROFILES, RunSettings, run_method, run_search, run_train
+from avnas_nni.pipeline import PROFILES, RunSettings, check_settings, run_method, run_search, run_train
 from avnas_nni.runs import read_json
 from benchmarks._common import machine, run_codes
 from benchmarks.rows import PAPER_DATASETS, ROWS, Row, select_rows
@@ -80,6 +80,8 @@ def run_row(row: Row, bits: int, seed: int, base: dict[str, Any], work: Path, pr
     settings = _settings(row, bits, seed, base)
     out = work / f"{row.slug}-{bits}b-s{seed}"
     if (out / "metrics.json").is_file():
+        # a cached result counts only for the very same settings (another profile or epoch count: another --work)
+        check_settings(out, settings, "reusing a finished run (choose another --work to rerun)")
         metrics = read_json(out / "metrics.json", "metrics")
     else:
         resume = (out / "settings.json").is_file()

@@ -54,6 +54,17 @@ def test_finished_rows_are_read_back_not_rerun(bench, monkeypatch):
     pd.testing.assert_frame_equal(pd.read_csv(root / "out" / "table2.csv"), before)
 
 
+def test_a_finished_run_with_other_settings_is_refused_not_reused(bench, capsys):
+    root, argv = bench
+    other = [*argv, "--no-figures", "--jobs", "1"]
+    other[other.index("--finetune-epochs") + 1] = "2"
+    other[other.index("--out") + 1] = str(root / "other-out")
+    assert table2.main(other) == 2
+    error = capsys.readouterr().err
+    assert "settings.json: reusing a finished run" in error and "'finetune_epochs': (1, 2)" in error
+    assert error.count("\n") == 1 and not (root / "other-out" / "table2.csv").exists()
+
+
 def test_parallel_runs_equal_serial_runs(bench):
     """Worker processes change nothing but the wall time: one run at a time gives the same numbers."""
     root, argv = bench
