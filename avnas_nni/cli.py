@@ -86,7 +86,8 @@ def _settings(args: argparse.Namespace, strategy: str):
 
     values = dict(PROFILES[args.profile])
     given = {"search_epochs": getattr(args, "epochs", None), "finetune_epochs": args.finetune_epochs,
-             "batch_size": args.batch_size, "finetune_lr": args.finetune_lr, "search_lr": getattr(args, "lr", None)}
+             "batch_size": args.batch_size, "finetune_lr": args.finetune_lr, "finetune_eps": args.finetune_eps,
+             "search_lr": getattr(args, "lr", None)}
     values.update({k: v for k, v in given.items() if v is not None})
     if strategy == "fixed":
         values["search_epochs"] = 0
@@ -162,6 +163,7 @@ def _add_training_args(p: argparse.ArgumentParser, search: bool) -> None:
                        help="argmax per cell (Arch-1) or the authors' top-2 M cells (Arch-2)")
     p.add_argument("--finetune-epochs", type=int, help="fine-tuning / training epochs (quick 10, paper 300)")
     p.add_argument("--finetune-lr", type=float, help="fine-tune Adam learning rate (quick 1e-3, paper 1e-4)")
+    p.add_argument("--finetune-eps", type=float, help="fine-tune Adam epsilon (default 1e-3, SPEC §4)")
     p.add_argument("--batch-size", type=int, help="triplets per batch (quick 32, paper 128)")
     p.add_argument("--in-batch-negatives", action="store_true",
                    help="also use the batch's other positives as InfoNCE negatives (not the paper's loss)")
@@ -352,7 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     what = train.add_mutually_exclusive_group(required=True)
     what.add_argument("--arch",
                       help="transformer | transformer_plus | mamba (optionally -visual/-audio), or an arch.json")
-    what.add_argument("--method", help="an expert video-hashing method of Table 2 with its own loss: avhash, conmh, …")
+    what.add_argument("--method", help="an expert video-hashing method of Table 2 with its own loss: mcmsh, bth, "
+                                       "dkph, ssth, conmh, dsvh, srh, avh, avhash")
     _add_training_args(train, search=False)
     train.set_defaults(func=_cmd_run)
 

@@ -511,9 +511,10 @@ def test_cli_trains_a_method(tiny_data, tmp_path, capsys):
 
     out = tmp_path / "avhash"
     assert main(["train", "--method", "avhash", "--data", tiny_data, "--bits", "8", "--finetune-epochs", "1",
-                 "--batch-size", "16", "--out", str(out), "--no-progress"]) == 0
+                 "--batch-size", "16", "--finetune-eps", "1e-8", "--out", str(out), "--no-progress"]) == 0
     text = capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
+    assert json.loads((out / "settings.json").read_text())["finetune_eps"] == 1e-8  # a method row's own ε (SRH)
     assert "method avhash (" in text and f"test mAP@100: {metrics['test_mAP@100']:.4f}" in text
     assert metrics["method"] == "avhash"
     assert main(["train", "--method", "nope", "--data", tiny_data, "--out", str(tmp_path / "x")]) == 2
