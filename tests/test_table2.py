@@ -36,6 +36,7 @@ def test_outputs_exist_and_hold_the_measured_values(bench):
         assert f"| {line['row']} | {metrics['test_mAP@100']:.4f} |" in markdown
     assert "## Paired test" in markdown and "AV-NAS vs Visual only" in markdown
     assert "python -m benchmarks.table2 --data" in markdown  # the exact command is recorded
+    assert "This invocation: 2 of 2 runs computed" in markdown  # and how much of it ran, and how long
     for name in ("fig5_architecture.png", "fig6_curves.png", "fig7_tsne.png"):
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
@@ -52,6 +53,7 @@ def test_finished_rows_are_read_back_not_rerun(bench, monkeypatch):
     monkeypatch.setattr(table2, "run_train", refuse)
     assert table2.main([*argv, "--no-figures", "--jobs", "1"]) == 0  # in this process, where the patch holds
     pd.testing.assert_frame_equal(pd.read_csv(root / "out" / "table2.csv"), before)
+    assert "This invocation: 0 of 2 runs computed" in (root / "out" / "table2.md").read_text()
 
 
 def test_a_finished_run_with_other_settings_is_refused_not_reused(bench, capsys):
