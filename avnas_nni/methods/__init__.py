@@ -6,8 +6,8 @@ settings) trained by :class:`MethodModule` on the same features, splits and metr
 ``{"method": NAME, "kwargs": {...}}`` so :func:`avnas_nni.pipeline.load_run_model` rebuilds it.
 
 Implemented: AVHash (:mod:`avnas_nni.methods.avhash`, supervised), ConMH (:mod:`avnas_nni.methods.conmh`), BTH
-(:mod:`avnas_nni.methods.bth`) and SSTH (:mod:`avnas_nni.methods.ssth`), all three self-supervised: trained without
-labels, on the visual features.
+(:mod:`avnas_nni.methods.bth`), SSTH (:mod:`avnas_nni.methods.ssth`) and MCMSH (:mod:`avnas_nni.methods.mcmsh`),
+all four self-supervised: trained without labels, on the visual features.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ from avnas_nni.methods.avhash import AVHash
 from avnas_nni.methods.base import HashingMethod, MethodModule
 from avnas_nni.methods.bth import BTH
 from avnas_nni.methods.conmh import ConMH
+from avnas_nni.methods.mcmsh import MCMSH
 from avnas_nni.methods.ssth import SSTH
 
-__all__ = ["METHODS", "HashingMethod", "MethodModule", "AVHash", "BTH", "ConMH", "SSTH", "build_method"]
+__all__ = ["METHODS", "HashingMethod", "MethodModule", "AVHash", "BTH", "ConMH", "MCMSH", "SSTH", "build_method"]
 
 #: Methods by registry name.
-METHODS: dict[str, type[HashingMethod]] = {cls.name: cls for cls in (AVHash, ConMH, BTH, SSTH)}
+METHODS: dict[str, type[HashingMethod]] = {cls.name: cls for cls in (AVHash, ConMH, BTH, SSTH, MCMSH)}
 
 
 def build_method(name: str, **kwargs: Any) -> HashingMethod:
