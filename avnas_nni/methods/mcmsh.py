@@ -81,6 +81,8 @@ Adapted, and why:
 * **α** comes from the epoch through :meth:`MCMSH.start_epoch` and is stored with the weights (a buffer), so a
   reloaded network encodes with the α of the epoch it was kept at.
 * **Fewer frames** than ``length`` are zero-padded at the end (the token MLP has a fixed width m).
+* The gates' 1×1 convolutions are linear layers over the same axis (the same map, parameters and initialisation;
+  faster on CPU).
 * ``sign(0) = +1`` (:func:`~avnas_nni.codes.sign_codes`); the best val-mAP epoch is kept, as for every row (the
   repository evaluates epochs 26–55 on its test set).
 
