@@ -5,12 +5,13 @@ settings) trained by :class:`MethodModule` on the same features, splits and metr
 :func:`avnas_nni.pipeline.run_method` writes the usual run directory, whose ``arch.json`` holds
 ``{"method": NAME, "kwargs": {...}}`` so :func:`avnas_nni.pipeline.load_run_model` rebuilds it.
 
-Implemented, in the order of the paper's Table 2: BTH (:mod:`avnas_nni.methods.bth`, self-supervised), DKPH
-(:mod:`avnas_nni.methods.dkph`, self-supervised), SSTH (:mod:`avnas_nni.methods.ssth`, self-supervised), ConMH
-(:mod:`avnas_nni.methods.conmh`, self-supervised), DSVH (:mod:`avnas_nni.methods.dsvh`, supervised), SRH
-(:mod:`avnas_nni.methods.srh`, supervised), AVHash (:mod:`avnas_nni.methods.avhash`, supervised). Every method but
-AVHash reads the visual features only (its paper's input); the self-supervised ones train without labels. DSVH is a
-feature-level adaptation: its raw-frame 3D CNN becomes a 1D ResNet over the frame features.
+Implemented, in the order of the paper's Table 2: MCMSH (:mod:`avnas_nni.methods.mcmsh`, self-supervised), BTH
+(:mod:`avnas_nni.methods.bth`, self-supervised), DKPH (:mod:`avnas_nni.methods.dkph`, self-supervised), SSTH
+(:mod:`avnas_nni.methods.ssth`, self-supervised), ConMH (:mod:`avnas_nni.methods.conmh`, self-supervised), DSVH
+(:mod:`avnas_nni.methods.dsvh`, supervised), SRH (:mod:`avnas_nni.methods.srh`, supervised), AVHash
+(:mod:`avnas_nni.methods.avhash`, supervised). Every method but AVHash reads the visual features only (its paper's
+input); the self-supervised ones train without labels. DSVH is a feature-level adaptation: its raw-frame 3D CNN
+becomes a 1D ResNet over the frame features.
 """
 
 from __future__ import annotations
@@ -23,14 +24,17 @@ from avnas_nni.methods.bth import BTH
 from avnas_nni.methods.conmh import ConMH
 from avnas_nni.methods.dkph import DKPH
 from avnas_nni.methods.dsvh import DSVH
+from avnas_nni.methods.mcmsh import MCMSH
 from avnas_nni.methods.srh import SRH
 from avnas_nni.methods.ssth import SSTH
 
-__all__ = ["METHODS", "HashingMethod", "MethodModule", "AVHash", "BTH", "ConMH", "DKPH", "DSVH", "SRH", "SSTH",
-           "build_method"]
+__all__ = ["METHODS", "HashingMethod", "MethodModule", "AVHash", "BTH", "ConMH", "DKPH", "DSVH", "MCMSH", "SRH",
+           "SSTH", "build_method"]
 
 #: Methods by registry name, in the order of the paper's Table 2.
-METHODS: dict[str, type[HashingMethod]] = {cls.name: cls for cls in (BTH, DKPH, SSTH, ConMH, DSVH, SRH, AVHash)}
+METHODS: dict[str, type[HashingMethod]] = {
+    cls.name: cls for cls in (MCMSH, BTH, DKPH, SSTH, ConMH, DSVH, SRH, AVHash)
+}
 
 
 def build_method(name: str, **kwargs: Any) -> HashingMethod:

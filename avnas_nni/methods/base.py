@@ -8,9 +8,10 @@ and the training settings its paper uses (:attr:`HashingMethod.paper_settings`).
 :class:`MethodModule` trains a method with everything else of the project's evaluator unchanged: the
 data held in memory, the per-epoch order and triplets (a pure function of seed and epoch), val mAP@K every
 epoch, checkpoints and resume; a method may add its own learning-rate schedule
-(:meth:`HashingMethod.lr_scheduler`). Supervised methods get the SPEC §3 triplets (anchor, a positive of its
-class, ``n0`` negatives of distinct other classes); unsupervised ones get the training videos alone, in a
-seeded per-epoch order, and never see a label.
+(:meth:`HashingMethod.lr_scheduler`), build structure from the unlabelled training videos before training
+(:meth:`HashingMethod.prepare`) and follow the epoch (:meth:`HashingMethod.start_epoch`). Supervised methods
+get the SPEC §3 triplets (anchor, a positive of its class, ``n0`` negatives of distinct other classes);
+unsupervised ones get the training videos alone, in a seeded per-epoch order, and never see a label.
 """
 
 from __future__ import annotations
@@ -73,12 +74,23 @@ class HashingMethod(nn.Module, metaclass=abc.ABCMeta):
         """The method's per-epoch learning-rate schedule of the run's Adam ``optimizer``; None (default): constant."""
         return None
 
+    def prepare(self, visual: torch.Tensor, audio: torch.Tensor, *, seed: int) -> None:
+        """Called by :class:`MethodModule` before its first training step (a resumed run's too) with the whole
+        training split's features ``(n, m, d)`` — never its labels — and the run's seed, for a method whose loss
+        needs dataset-wide structure (clusters, a neighbourhood graph). Default: nothing."""
+
+    def start_epoch(self, epoch: int) -> None:
+        """Called by :class:`MethodModule` at the start of every training epoch (0-based). Default: nothing."""
+
 
 class MethodModule(HashingModule):
     """The project's evaluator (:class:`~avnas_nni.evaluator.HashingModule`) with the method's own loss.
 
     Same constructor arguments; ``set_model`` must receive a :class:`HashingMethod`.
     """
+
+    #: ``id`` of the model :meth:`HashingMethod.prepare` was last called for (None: not yet).
+    _prepared_model: int | None = None
 
     def triplet_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """The method's loss on this batch: its triplets (supervised) or its videos (unsupervised)."""
@@ -88,6 +100,9 @@ class MethodModule(HashingModule):
         split_ids, positions = batch
         split = SPLITS[int(split_ids[0])]
         visual, audio, _ = load_split(self.data, split)
+        if self._prepared_model != id(model):  # once per model: the training videos, never their labels
+            model.prepare(visual, audio, seed=self.seed)
+            self._prepared_model = id(model)
         if model.supervised:
             order, triplets = self._epoch_plan(split)
             index = torch.from_numpy(triplets[order[positions.cpu().numpy()]])  # (B, 2 + n0)
@@ -96,6 +111,11 @@ class MethodModule(HashingModule):
                 len(visual))
             index = torch.from_numpy(order[positions.cpu().numpy()])  # (B,)
         return model.training_loss(visual[index].to(self.device), audio[index].to(self.device), tau=self.tau)
+
+    def on_train_epoch_start(self) -> None:
+        """Tells the method the epoch (:meth:`HashingMethod.start_epoch`)."""
+        if isinstance(self.model, HashingMethod):
+            self.model.start_epoch(self.current_epoch)
 
     def configure_optimizers(self):
         """The evaluator's Adam, stepped per epoch by the method's :meth:`HashingMethod.lr_scheduler` if it has one."""
