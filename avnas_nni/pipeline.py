@@ -10,7 +10,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,8 @@ from avnas_nni.runs import RunDir, RunError, load_weights, read_json, save_weigh
 from search_spaces import AVNASSpace, check_sample, get_expert, single_modality
 from strategies import STRATEGIES, make_strategy, prune
 
-__all__ = ["PROFILES", "RunSettings", "check_settings", "run_search", "run_train", "run_method", "evaluate_run",
-           "build_space", "load_run_model"]
+__all__ = ["PROFILES", "RunSettings", "check_settings", "shares_search", "run_search", "run_train", "run_method",
+           "evaluate_run", "build_space", "load_run_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -174,8 +174,10 @@ def _resume_path(run: RunDir, stage: str, resume: bool) -> str | None:
     return str(last) if last else None
 
 
-def _search(settings: RunSettings, run: RunDir, resume: bool, progress: bool, on_epoch: EpochHook | None):
-    """Stage 1: train the supernet with the strategy and export (sample, probs, supernet with W*)."""
+def _search(settings: RunSettings, run: RunDir, resume: bool, progress: bool, on_epoch: EpochHook | None,
+            also_prune: tuple[str, ...] = ()):
+    """Stage 1: train the supernet with the strategy and export ({prune rule: sample} for the run's rule and
+    ``also_prune``, probs, supernet with W*, epoch rows, seconds, strategy details)."""
     pl.seed_everything(settings.seed, verbose=False)
     space = build_space(settings)
     kwargs = _trainer_kwargs(settings, run, "search", progress, monitor_best=False, on_epoch=on_epoch)
@@ -191,14 +193,18 @@ def _search(settings: RunSettings, run: RunDir, resume: bool, progress: bool, on
     strategy(RawFormatModelSpace(space, evaluator), SequentialExecutionEngine())
     search_seconds = time.perf_counter() - started
     epoch_log = next(cb for cb in kwargs["callbacks"] if isinstance(cb, _EpochLog))
-    if settings.prune == "top2":
-        sample = strategy.export_top2(settings.top2_ratio, labels=lambda label: label.split("/")[-1].startswith("M"))
-    else:
-        sample = strategy.export()
+    samples = {rule: _export(strategy, rule, settings.top2_ratio) for rule in {settings.prune, *also_prune}}
     probs = strategy.export_probs()
     # Strategies with a search of their own (SPOS's evolution, Random's candidates) account for it here.
     details = strategy.search_record() if callable(getattr(strategy, "search_record", None)) else None
-    return sample, probs, strategy.supernet, epoch_log.rows, search_seconds, details
+    return samples, probs, strategy.supernet, epoch_log.rows, search_seconds, details
+
+
+def _export(strategy: Any, prune_rule: str, top2_ratio: float) -> dict[str, Any]:
+    """The searched architecture under ``prune_rule``: ``argmax`` (Arch-1) or ``top2`` (Arch-2, M cells only)."""
+    if prune_rule == "top2":
+        return strategy.export_top2(top2_ratio, labels=lambda label: label.split("/")[-1].startswith("M"))
+    return strategy.export()
 
 
 def _finetune(model: torch.nn.Module, settings: RunSettings, run: RunDir, resume: bool, progress: bool,
@@ -279,11 +285,18 @@ def _space_kwargs(space: AVNASSpace) -> dict[str, Any]:
 
 
 def run_search(settings: RunSettings, out: str | Path, *, resume: bool = False, progress: bool = False,
-               on_epoch: EpochHook | None = None) -> dict:
+               on_epoch: EpochHook | None = None, also_prune: tuple[str, ...] = (),
+               search_from: str | Path | None = None) -> dict:
     """Search with ``settings.strategy``, prune, fine-tune from the inherited weights, test; write ``out``.
 
     ``on_epoch`` is called with each finished epoch's history row (stage, epoch, seconds, train_loss,
     val_mAP), search epochs first, e.g. to report intermediate results to an NNI trial.
+
+    One search can serve several pruning rules (AV-NAS Arch-1 and Arch-2 differ only in ``prune``): a run given
+    ``also_prune=("top2",)`` also saves the network that rule prunes from its supernet; a run given
+    ``search_from=`` that run's directory (same settings but ``prune``) skips the search and fine-tunes that
+    network — the very network its own search would have found, since the search is a pure function of the
+    settings. Its ``arch.json`` names the run whose search it reused; search times are that search's.
     """
     run = RunDir(out)
     _prepare(run, settings, resume)
@@ -294,15 +307,29 @@ def run_search(settings: RunSettings, out: str | Path, *, resume: bool = False, 
         model = load_weights(prune(space, sample), run.path / "pruned_init.safetensors")
         search_rows, search_seconds = record.get("search_history", []), record.get("search_seconds", 0.0)
     else:
-        found = _search(settings, run, resume, progress, on_epoch)
-        sample, probs, supernet, search_rows, search_seconds, details = found
         space = build_space(settings)
-        # supernet None (random search, k = 1): the sample is trained from scratch, from fresh weights.
-        model = prune(copy.deepcopy(supernet) if supernet is not None else space, sample)
+        if search_from is not None:
+            source, sample, weights = _shared_search(settings, search_from)
+            model = load_weights(prune(space, sample), weights)
+            probs, search_rows, search_seconds = source.get("probs"), source["search_history"], source["search_seconds"]
+            details = source.get("search_details")
+        else:
+            found = _search(settings, run, resume, progress, on_epoch, tuple(also_prune))
+            samples, probs, supernet, search_rows, search_seconds, details = found
+            sample = samples[settings.prune]
+            # supernet None (random search, k = 1): the sample is trained from scratch, from fresh weights.
+            model = prune(copy.deepcopy(supernet) if supernet is not None else space, sample)
         record = _arch_record(settings, _space_kwargs(space), sample, probs)
         record.update(search_history=search_rows, search_seconds=search_seconds)
         if details is not None:
             record["search_details"] = details
+        if search_from is not None:
+            record["search_from"] = str(search_from)
+        else:
+            for rule in sorted(set(also_prune) - {settings.prune}):
+                pruned = prune(copy.deepcopy(supernet) if supernet is not None else space, samples[rule])
+                save_weights(pruned, run.path / f"pruned_init_{rule}.safetensors")
+                record.setdefault("also_pruned", {})[rule] = samples[rule]
         save_weights(model, run.path / "pruned_init.safetensors")
         run.write_json("arch.json", record)
     logger.info("architecture: %s", sample)
@@ -311,6 +338,27 @@ def run_search(settings: RunSettings, out: str | Path, *, resume: bool = False, 
     timings = {"supernet_seconds_per_epoch": sum(epochs) / len(epochs), "search_seconds": search_seconds,
                "finetune_seconds_per_epoch": ft_seconds / max(settings.finetune_epochs, 1)}
     return _finish(run, settings, model, search_rows + ft_rows, timings)
+
+
+def shares_search(settings: RunSettings, source: str | Path) -> bool:
+    """Whether ``source`` is a run directory whose search :func:`run_search` can reuse for ``settings``
+    (``search_from``): same settings but ``prune``, and it saved the network of this run's rule."""
+    run = RunDir(source)
+    if not (run.settings_path.is_file() and run.arch_path.is_file()):
+        return False
+    saved = RunSettings.from_dict(run.read_settings())
+    return (replace(saved, prune=settings.prune) == settings
+            and settings.prune in run.read_arch().get("also_pruned", {})
+            and (run.path / f"pruned_init_{settings.prune}.safetensors").is_file())
+
+
+def _shared_search(settings: RunSettings, source: str | Path) -> tuple[dict[str, Any], dict[str, Any], Path]:
+    """(source arch record, this rule's sample, its pruned weights) of a run that saved them for ``settings``."""
+    if not shares_search(settings, source):
+        raise RunError(f"{source}: no search to share with these settings (it needs the same settings but 'prune' "
+                       f"and a run made with also_prune including {settings.prune!r})")
+    record = RunDir(source).read_arch()
+    return record, record["also_pruned"][settings.prune], Path(source) / f"pruned_init_{settings.prune}.safetensors"
 
 
 def run_train(settings: RunSettings, out: str | Path, *, resume: bool = False, progress: bool = False,

@@ -42,6 +42,9 @@ class Row:
     group : str
         ``"nas"`` (the NAS baselines AV-NAS is compared with), ``"random"``, ``"avnas"``, ``"modality"``,
         ``"expert"`` (Table 3), ``"expert-hashing"`` (the video-hashing methods of Table 2, lines 3–11).
+    share_search_with : str or None
+        A ``search`` row whose settings equal this one's but for ``prune``: when both run, the runner searches
+        once and this row fine-tunes what its own rule prunes from that search (AV-NAS Arch-2 from Arch-1's).
     """
 
     name: str
@@ -51,6 +54,7 @@ class Row:
     seed_offset: int = 0
     paper: dict[int, tuple[float | None, float | None]] = field(default_factory=dict)
     group: str = "nas"
+    share_search_with: str | None = None
 
     @property
     def slug(self) -> str:
@@ -71,6 +75,15 @@ def register_row(row: Row) -> Row:
     if row.command == "method" and row.settings.get("method") not in METHODS:
         raise ValueError(f"row {row.name!r}: settings['method'] must name one of {sorted(METHODS)}, "
                          f"got {row.settings.get('method')!r}")
+    if row.share_search_with is not None:
+        source = ROWS.get(row.share_search_with)
+        if source is None or row.command != "search" or source.command != "search" or source.share_search_with:
+            raise ValueError(f"row {row.name!r}: share_search_with must name an already registered search row "
+                             f"that shares no other's search, got {row.share_search_with!r}")
+        mine, theirs = dict(row.settings), dict(source.settings)
+        mine.pop("prune", None), theirs.pop("prune", None)
+        if mine != theirs or row.seed_offset != source.seed_offset:
+            raise ValueError(f"row {row.name!r}: its settings differ from {source.name!r}'s in more than 'prune'")
     if row.name in ROWS:
         raise ValueError(f"row {row.name!r} is already registered")
     ROWS[row.name] = row
@@ -136,8 +149,9 @@ for _row in (
         paper={32: (0.2379, 0.4350), 64: (0.2541, 0.4387)}, group="modality"),
     Row("AV-NAS (Arch-1)", "2", "search", {"strategy": "avnas", "prune": "argmax"},
         paper={32: (0.8750, 0.9215), 64: (0.9010, 0.9253)}, group="avnas"),
+    # Arch-2 differs from Arch-1 only in pruning: one search serves both when both run.
     Row("AV-NAS (Arch-2)", "2", "search", {"strategy": "avnas", "prune": "top2"},
-        paper={32: (0.8724, 0.9230), 64: (0.8950, 0.9321)}, group="avnas"),
+        paper={32: (0.8724, 0.9230), 64: (0.8950, 0.9321)}, group="avnas", share_search_with="AV-NAS (Arch-1)"),
     Row("Transformer", "3", "train", {"arch": "transformer"}, paper={32: (0.8379, 0.9135), 64: (0.8569, 0.9150)},
         group="expert"),
     Row("Transformer+", "3", "train", {"arch": "transformer_plus"},

@@ -36,7 +36,15 @@ from avnas_nni.data import embedded_config
 from avnas_nni.errors import AVNASError
 from avnas_nni.methods import METHODS
 from avnas_nni.metrics import average_precision_at_k
-from avnas_nni.pipeline import PROFILES, RunSettings, check_settings, run_method, run_search, run_train
+from avnas_nni.pipeline import (
+    PROFILES,
+    RunSettings,
+    check_settings,
+    run_method,
+    run_search,
+    run_train,
+    shares_search,
+)
 from avnas_nni.runs import read_json
 from benchmarks._common import machine, run_codes
 from benchmarks.rows import PAPER_DATASETS, ROWS, Row, select_rows
@@ -76,10 +84,19 @@ def _settings(row: Row, bits: int, seed: int, base: dict[str, Any]) -> RunSettin
     return RunSettings(**values)
 
 
-def run_row(row: Row, bits: int, seed: int, base: dict[str, Any], work: Path, progress: bool = False) -> dict:
-    """Run (or read back, or resume) one row at one code length and seed; return its CSV record."""
+def _run_dir(work: Path, row: Row, bits: int, seed: int) -> Path:
+    return work / f"{row.slug}-{bits}b-s{seed}"
+
+
+def run_row(row: Row, bits: int, seed: int, base: dict[str, Any], work: Path, progress: bool = False,
+            also_prune: tuple[str, ...] = ()) -> dict:
+    """Run (or read back, or resume) one row at one code length and seed; return its CSV record.
+
+    ``also_prune``: pruning rules of rows sharing this row's search (saved with it). A row with
+    ``share_search_with`` reuses that row's finished search when it saved this row's rule, else searches itself.
+    """
     settings = _settings(row, bits, seed, base)
-    out = work / f"{row.slug}-{bits}b-s{seed}"
+    out = _run_dir(work, row, bits, seed)
     cached = (out / "metrics.json").is_file()
     if cached:
         # a cached result counts only for the very same settings (another profile or epoch count: another --work)
@@ -90,7 +107,13 @@ def run_row(row: Row, bits: int, seed: int, base: dict[str, Any], work: Path, pr
         if resume:
             logger.info("%s, %d bits, seed %d: resuming %s", row.name, bits, seed, out)
         command = {"search": run_search, "train": run_train, "method": run_method}[row.command]
-        metrics = command(settings, out, resume=resume, progress=progress)
+        extra: dict[str, Any] = {"also_prune": also_prune} if also_prune else {}
+        if row.share_search_with is not None:
+            source = _run_dir(work, ROWS[row.share_search_with], bits, seed)
+            if shares_search(settings, source):
+                extra["search_from"] = source
+                logger.info("%s, %d bits, seed %d: reusing the search of %s", row.name, bits, seed, source)
+        metrics = command(settings, out, resume=resume, progress=progress, **extra)
     return {
         "row": row.name, "table": row.table, "group": row.group, "bits": bits, "seed": seed,
         "test_mAP@100": metrics["test_mAP@100"], "val_mAP@100": metrics["val_mAP@100"],
@@ -120,10 +143,21 @@ def run_table(rows: list[Row], bits: list[int], seeds: list[int], base: dict[str
     """Every (row, bits, seed) run, with a progress bar over runs; records in (bits, row, seed) order.
 
     ``jobs > 1`` runs that many at a time in worker processes with ``threads`` torch threads each (small
-    networks use a second thread poorly, so on a CPU parallel runs finish the table sooner). A failed run
-    stops the table; finished runs stay cached in ``work``.
+    networks use a second thread poorly, so on a CPU parallel runs finish the table sooner). A row that shares
+    another selected row's search (:attr:`Row.share_search_with`) starts once that run has finished. A failed
+    run stops the table; finished runs stay cached in ``work``.
     """
     ordered = [(row, b, s) for b in bits for row in rows for s in seeds]
+    names = {row.name for row in rows}
+    # source row → pruning rules of the selected rows that reuse its search
+    also: dict[str, tuple[str, ...]] = {}
+    for row in rows:
+        if row.share_search_with in names:
+            rule = row.settings.get("prune", RunSettings.prune)
+            also[row.share_search_with] = (*also.get(row.share_search_with, ()), rule)
+    position = {(row.name, b, s): i for i, (row, b, s) in enumerate(ordered)}
+    waits_for = {i: position[(row.share_search_with, b, s)] for i, (row, b, s) in enumerate(ordered)
+                 if row.share_search_with in names}
     records: dict[int, dict] = {}
     with tqdm(total=len(ordered), desc="table2", unit="run", disable=None) as bar:
         def done(index: int, record: dict) -> None:
@@ -132,16 +166,21 @@ def run_table(rows: list[Row], bits: list[int], seeds: list[int], base: dict[str
             logger.info("%s, %d bits, seed %d: test mAP@100 %.4f", record["row"], record["bits"], record["seed"],
                         record["test_mAP@100"])
 
-        if jobs <= 1:
-            for index, (row, b, s) in enumerate(ordered):
+        def args(index: int) -> tuple:
+            row, b, s = ordered[index]
+            return row, b, s, base, work, progress, also.get(row.name, ())
+
+        if jobs <= 1:  # registry order: a shared search's source row comes before the rows reusing it
+            for index in sorted(range(len(ordered)), key=lambda i: (i in waits_for, i)):
+                row, b, s = ordered[index]
                 bar.set_postfix_str(f"{row.name}, {b} bits, seed {s}")
-                done(index, run_row(row, b, s, base, work, progress))
+                done(index, run_row(*args(index)))
         else:
             context = multiprocessing.get_context("spawn")  # fork after torch's thread pools start can hang
             with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
                                      initargs=(threads or 1,)) as pool:
-                pending = {pool.submit(run_row, *ordered[i], base, work): i
-                           for i in sorted(range(len(ordered)), key=lambda i: _cost(ordered[i]))}
+                pending = {pool.submit(run_row, *args(i)): i
+                           for i in sorted(range(len(ordered)), key=lambda i: _cost(ordered[i])) if i not in waits_for}
                 while pending:
                     finished, _ = wait(pending, return_when=FIRST_EXCEPTION)
                     for future in finished:
@@ -151,6 +190,8 @@ def run_table(rows: list[Row], bits: list[int], seeds: list[int], base: dict[str
                                 other.cancel()
                             raise future.exception()
                         done(index, future.result())
+                        for waiting in [i for i, source in waits_for.items() if source == index]:
+                            pending[pool.submit(run_row, *args(waiting))] = waiting
     return pd.DataFrame.from_records([records[i] for i in range(len(ordered))], columns=[*_COLUMNS, "cached"])
 
 

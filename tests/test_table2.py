@@ -79,6 +79,30 @@ def test_parallel_runs_equal_serial_runs(bench):
                                   pd.read_csv(root / "out" / "table2.csv")[columns])
 
 
+def test_arch2_reuses_arch1s_search_and_equals_its_own_search(tiny_data, tmp_path):
+    """Arch-2 differs from Arch-1 only in pruning: run together, one search serves both (the second run waits for
+    the first), and Arch-2 comes out exactly as from a search of its own."""
+    def run(rows: str, work: str, jobs: str) -> None:
+        assert table2.main(["--data", tiny_data, "--bits", "8", "--epochs", "1", "--finetune-epochs", "1",
+                            "--batch-size", "16", "--seed", "5", "--no-figures", "--rows", rows, "--jobs", jobs,
+                            "--work", str(tmp_path / work), "--out", str(tmp_path / f"{work}-out")]) == 0
+
+    def read(work: str, row: str, name: str) -> dict:
+        return json.loads((tmp_path / work / f"{row}-8b-s5" / name).read_text())
+
+    run("AV-NAS (Arch-1),AV-NAS (Arch-2)", "both", "2")
+    run("AV-NAS (Arch-2)", "alone", "1")
+    shared, own, source = read("both", "av-nas-arch-2", "arch.json"), read("alone", "av-nas-arch-2", "arch.json"), \
+        read("both", "av-nas-arch-1", "arch.json")
+    assert shared["search_from"] == str(tmp_path / "both" / "av-nas-arch-1-8b-s5") and "search_from" not in own
+    assert source["also_pruned"]["top2"] == shared["arch"] == own["arch"] != source["arch"]
+    assert shared["search_history"] == source["search_history"]  # the one search's epochs and times
+    for key in ("val_mAP@100", "test_mAP@100", "params"):
+        assert read("both", "av-nas-arch-2", "metrics.json")[key] == read("alone", "av-nas-arch-2", "metrics.json")[key]
+    table = pd.read_csv(tmp_path / "both-out" / "table2.csv").set_index("row")
+    assert table.loc["AV-NAS (Arch-2)", "search_s"] == table.loc["AV-NAS (Arch-1)", "search_s"]
+
+
 def test_claims_say_whether_and_by_how_much():
     results = pd.DataFrame([
         {"row": "AV-NAS (Arch-1)", "table": "2", "bits": 64, "test_mAP@100": 0.80, "supernet_s_per_epoch": 40.0},
