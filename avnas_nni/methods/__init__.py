@@ -5,7 +5,8 @@ settings) trained by :class:`MethodModule` on the same features, splits and metr
 :func:`avnas_nni.pipeline.run_method` writes the usual run directory, whose ``arch.json`` holds
 ``{"method": NAME, "kwargs": {...}}`` so :func:`avnas_nni.pipeline.load_run_model` rebuilds it.
 
-Implemented: AVHash (:mod:`avnas_nni.methods.avhash`, supervised), ConMH (:mod:`avnas_nni.methods.conmh`), BTH
+Implemented: AVHash (:mod:`avnas_nni.methods.avhash`, supervised), AVH (:mod:`avnas_nni.methods.avh`, supervised,
+on the visual features), ConMH (:mod:`avnas_nni.methods.conmh`), BTH
 (:mod:`avnas_nni.methods.bth`) and SSTH (:mod:`avnas_nni.methods.ssth`), all three self-supervised: trained without
 labels, on the visual features.
 """
@@ -14,16 +15,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from avnas_nni.methods.avh import AVH
 from avnas_nni.methods.avhash import AVHash
 from avnas_nni.methods.base import HashingMethod, MethodModule
 from avnas_nni.methods.bth import BTH
 from avnas_nni.methods.conmh import ConMH
 from avnas_nni.methods.ssth import SSTH
 
-__all__ = ["METHODS", "HashingMethod", "MethodModule", "AVHash", "BTH", "ConMH", "SSTH", "build_method"]
+__all__ = ["METHODS", "HashingMethod", "MethodModule", "AVH", "AVHash", "BTH", "ConMH", "SSTH", "build_method"]
 
 #: Methods by registry name.
-METHODS: dict[str, type[HashingMethod]] = {cls.name: cls for cls in (AVHash, ConMH, BTH, SSTH)}
+METHODS: dict[str, type[HashingMethod]] = {cls.name: cls for cls in (AVHash, ConMH, BTH, SSTH, AVH)}
 
 
 def build_method(name: str, **kwargs: Any) -> HashingMethod:
