@@ -74,7 +74,8 @@ def _settings(row: Row, bits: int, seed: int, base: dict[str, Any]) -> RunSettin
     ``base`` still holds the profile's value (a command-line flag that changed it wins)."""
     base = dict(base)
     profile = base.pop("profile", None)
-    values = {**base, **row.settings, "bits": bits, "seed": seed + row.seed_offset}
+    values = {**base, **row.settings, **(row.quick if profile == "quick" else {}), "bits": bits,
+              "seed": seed + row.seed_offset}
     values.setdefault("strategy", "fixed")
     if row.command in ("train", "method"):
         values["strategy"] = "fixed"
@@ -388,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
             args.profile])) + f"; data `{args.data}`; {jobs} run(s) at a time, {threads} torch thread(s) each "
             f"(times are per run, measured side by side). This invocation: {computed} of {len(results)} runs "
             f"computed, the rest read back from `{work}`, in {minutes:.1f} min.")
+        own = [f"{row.name} {row.quick}" for row in rows if row.quick and args.profile == "quick"]
+        if own:
+            notes += " Rows with quick-profile settings of their own: " + "; ".join(own) + "."
         print(write_report(results, args.out, bits, command.strip(), notes))
         if not args.no_figures:
             from benchmarks.figures import write_figures

@@ -8,16 +8,17 @@ settings) trained by :class:`MethodModule` on the same features, splits and metr
 Implemented, in the order of the paper's Table 2: MCMSH (:mod:`avnas_nni.methods.mcmsh`, self-supervised), BTH
 (:mod:`avnas_nni.methods.bth`, self-supervised), DKPH (:mod:`avnas_nni.methods.dkph`, self-supervised), SSTH
 (:mod:`avnas_nni.methods.ssth`, self-supervised), ConMH (:mod:`avnas_nni.methods.conmh`, self-supervised), DSVH
-(:mod:`avnas_nni.methods.dsvh`, supervised), SRH (:mod:`avnas_nni.methods.srh`, supervised), AVHash
-(:mod:`avnas_nni.methods.avhash`, supervised). Every method but AVHash reads the visual features only (its paper's
-input); the self-supervised ones train without labels. DSVH is a feature-level adaptation: its raw-frame 3D CNN
-becomes a 1D ResNet over the frame features.
+(:mod:`avnas_nni.methods.dsvh`, supervised), SRH (:mod:`avnas_nni.methods.srh`, supervised), AVH
+(:mod:`avnas_nni.methods.avh`, supervised), AVHash (:mod:`avnas_nni.methods.avhash`, supervised). Every method but
+AVHash reads the visual features only (its paper's input); the self-supervised ones train without labels. DSVH is a
+feature-level adaptation: its raw-frame 3D CNN becomes a 1D ResNet over the frame features.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from avnas_nni.methods.avh import AVH
 from avnas_nni.methods.avhash import AVHash
 from avnas_nni.methods.base import HashingMethod, MethodModule
 from avnas_nni.methods.bth import BTH
@@ -28,12 +29,12 @@ from avnas_nni.methods.mcmsh import MCMSH
 from avnas_nni.methods.srh import SRH
 from avnas_nni.methods.ssth import SSTH
 
-__all__ = ["METHODS", "HashingMethod", "MethodModule", "AVHash", "BTH", "ConMH", "DKPH", "DSVH", "MCMSH", "SRH",
-           "SSTH", "build_method"]
+__all__ = ["METHODS", "HashingMethod", "MethodModule", "AVH", "AVHash", "BTH", "ConMH", "DKPH", "DSVH", "MCMSH",
+           "SRH", "SSTH", "build_method"]
 
 #: Methods by registry name, in the order of the paper's Table 2.
 METHODS: dict[str, type[HashingMethod]] = {
-    cls.name: cls for cls in (MCMSH, BTH, DKPH, SSTH, ConMH, DSVH, SRH, AVHash)
+    cls.name: cls for cls in (MCMSH, BTH, DKPH, SSTH, ConMH, DSVH, SRH, AVH, AVHash)
 }
 
 
