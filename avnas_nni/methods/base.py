@@ -27,9 +27,20 @@ from torch import nn
 from avnas_nni.data import SPLITS
 from avnas_nni.evaluator import SPLIT_IDS, HashingModule, load_split
 
-__all__ = ["HashingMethod", "MethodModule"]
+__all__ = ["HashingMethod", "MethodModule", "step_decay"]
 
 logger = logging.getLogger(__name__)
+
+
+def step_decay(optimizer: torch.optim.Optimizer, every: int | None, gamma: float,
+               floor: float) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The step schedule of the methods' released code: the rate × ``gamma`` every ``every`` epochs, never below
+    ``floor`` nor above the starting rate (a start below the floor stays put). None when ``every`` is None."""
+    if every is None:
+        return None
+    start = optimizer.param_groups[0]["lr"]
+    least = min(floor / start, 1.0) if start > 0 else 1.0
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: max(gamma ** (epoch // every), least))
 
 
 class HashingMethod(nn.Module, metaclass=abc.ABCMeta):

@@ -75,7 +75,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avnas_nni.methods.base import HashingMethod
+from avnas_nni.methods.base import HashingMethod, step_decay
 
 __all__ = ["ConMH", "debiased_contrastive_loss"]
 
@@ -328,9 +328,5 @@ class ConMH(HashingMethod):
         return reconstruction + self.contrastive_weight * contrastive
 
     def lr_scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
-        """×``lr_gamma`` every ``lr_step_epochs`` epochs, never below ``min_lr`` (the code's StepLR and floor)."""
-        step, gamma, floor = (self._config[key] for key in ("lr_step_epochs", "lr_gamma", "min_lr"))
-        if step is None:
-            return None
-        start = optimizer.param_groups[0]["lr"]
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: max(gamma ** (epoch // step), floor / start))
+        """×``lr_gamma`` every ``lr_step_epochs`` epochs, never below ``min_lr``: :func:`.base.step_decay`."""
+        return step_decay(optimizer, *(self._config[key] for key in ("lr_step_epochs", "lr_gamma", "min_lr")))

@@ -104,7 +104,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avnas_nni.methods.base import HashingMethod
+from avnas_nni.methods.base import HashingMethod, step_decay
 from avnas_nni.methods.conmh import _binarise, _sinusoid_table
 
 __all__ = ["DKPH", "BatchKnowledge", "STRAIGHT_THROUGH"]
@@ -314,10 +314,5 @@ class DKPH(HashingMethod):
         return reconstruction + self.knowledge_weight * preserving + self.similarity_weight * binary_similarity
 
     def lr_scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
-        """×``lr_gamma`` every ``lr_step_epochs`` epochs, never below ``min_lr`` nor above the starting rate."""
-        step, gamma, floor = (self._config[key] for key in ("lr_step_epochs", "lr_gamma", "min_lr"))
-        if step is None:
-            return None
-        start = optimizer.param_groups[0]["lr"]
-        least = min(floor / start, 1.0) if start > 0 else 1.0
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: max(gamma ** (epoch // step), least))
+        """×``lr_gamma`` every ``lr_step_epochs`` epochs, never below ``min_lr``: :func:`.base.step_decay`."""
+        return step_decay(optimizer, *(self._config[key] for key in ("lr_step_epochs", "lr_gamma", "min_lr")))
