@@ -3,11 +3,8 @@ its reloading and its Table 2 row."""
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,6 +16,7 @@ from test_methods import (
     _assert_reloaded_without_audio,
     _assert_unsupervised_row,
     _assert_unsupervised_run,
+    _chance_map,
     _module_steps,
     _settings,
     _steps,
@@ -29,7 +27,6 @@ from avnas_nni.codes import sign_codes
 from avnas_nni.evaluator import load_split
 from avnas_nni.methods import MCMSH, METHODS, MethodModule
 from avnas_nni.methods.mcmsh import LongRangeGate, ShortRangeGate, straight_through_sign
-from avnas_nni.metrics import mean_average_precision
 from avnas_nni.pipeline import load_run_model
 from benchmarks.rows import ROWS
 
@@ -40,41 +37,6 @@ TINY_MCMSH = {"hidden": 32, "dropout": 0.0, "videos_per_anchor": 4.0}
 
 def _tiny(**kwargs) -> MCMSH:
     return MCMSH(dim=12, length=12, bits=8, **(TINY_MCMSH | kwargs))
-
-
-def _write_clustered(root: Path, seed: int, num_class: int = 6, sizes: tuple[int, int, int] = (48, 24, 24),
-                     m: int = 12, d: int = 12) -> str:
-    """A tiny set in the paper's layout whose *visual frames* carry the class without labels: each class is three
-    events (random prototypes) one after another at random cut points, each video jitters them (std 0.3) and adds
-    per-frame noise (std 1). ``tiny_data`` cannot serve here: its visual stream confuses each class with its
-    visual twin and shares event vectors between classes, and LSH or k-means of its mean-pooled frames sit at
-    chance, so a label-free method has nothing to find. Audio is noise (MCMSH never reads it)."""
-    rng = np.random.default_rng(seed)
-    prototypes = rng.standard_normal((num_class, 3, d))
-    root.mkdir(parents=True)
-    with h5py.File(root / "visual.h5", "w") as visual, h5py.File(root / "audio.h5", "w") as audio:
-        for split, count in zip(("train", "val", "test"), sizes, strict=True):
-            lines = []
-            for i in range(count):
-                label = i % num_class
-                events = prototypes[label] + 0.3 * rng.standard_normal((3, d))
-                cuts = np.sort(rng.choice(np.arange(1, m), 2, replace=False))
-                frames = events[np.searchsorted(cuts, np.arange(m), side="right")] + rng.standard_normal((m, d))
-                name = f"{split}{i:03d}"
-                visual.create_group(name).create_dataset("vectors", data=frames.astype(np.float32))
-                audio.create_group(name).create_dataset("vectors", data=rng.standard_normal((m, d)).astype(np.float32))
-                lines.append(f"{name},{m},{label}")
-            (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
-    config = {"Image": "visual.h5", "Audio": "audio.h5", "num_class": num_class, "train_list": "train.txt",
-              "val_list": "val.txt", "test_list": "test.txt", "retrieval_list": "train.txt",
-              "list_format": "activitynet"}
-    (root / "config.json").write_text(json.dumps(config))
-    return str(root / "config.json")
-
-
-@pytest.fixture(scope="module")
-def clustered_data(tmp_path_factory) -> str:
-    return _write_clustered(tmp_path_factory.mktemp("clustered") / "data", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -197,15 +159,6 @@ def test_method_module_prepares_the_method_and_tells_it_the_epoch(tiny_data):
     assert model._structure is structure  # prepared once
     module.on_train_epoch_start()  # epoch 0 outside a trainer
     assert model.alpha.item() == 1.0
-
-
-def _chance_map(data: str, bits: int = 16, seeds: int = 20) -> float:
-    """Mean val mAP@100 of random codes against random database codes."""
-    labels, database = load_split(data, "val")[2], load_split(data, "train")[2]
-    rng = np.random.default_rng(0)
-    return float(np.mean([mean_average_precision(np.sign(rng.standard_normal((len(labels), bits))),
-                                                 np.sign(rng.standard_normal((len(database), bits))), labels,
-                                                 database, topk=100) for _ in range(seeds)]))
 
 
 def test_a_mcmsh_run_learns_classes_without_labels(mcmsh_runs, clustered_data):

@@ -1,5 +1,6 @@
 """The video-hashing methods of Table 2 (avnas_nni.methods): AVHash's, ConMH's, BTH's and SSTH's networks and losses,
-their runs, their Table 2 rows; ConMH, BTH and SSTH train without labels."""
+their runs, their Table 2 rows; ConMH, BTH and SSTH train without labels, each learns its own self-supervised task,
+and a short run of each beats its untrained network and chance in class-level val and test mAP on clustered data."""
 
 from __future__ import annotations
 
@@ -43,6 +44,30 @@ def _untrained_and_trained(settings: RunSettings, root: Path) -> tuple[Path, dic
     untrained = run_method(replace(settings, finetune_epochs=0), root / "untrained")
     trained = run_method(settings, root / "trained")
     return root, untrained, trained
+
+
+def _chance_map(data: str, bits: int = 16, seeds: int = 20, split: str = "val") -> float:
+    """Mean ``split`` mAP@100 of random codes against random database codes."""
+    labels, database = load_split(data, split)[2], load_split(data, "train")[2]
+    rng = np.random.default_rng(0)
+    return float(np.mean([mean_average_precision(np.sign(rng.standard_normal((len(labels), bits))),
+                                                 np.sign(rng.standard_normal((len(database), bits))), labels,
+                                                 database, topk=100) for _ in range(seeds)]))
+
+
+def _assert_learns_classes(runs: tuple[Path, dict, dict], data: str, *, over_untrained: float, over_chance: float,
+                           test_over_untrained: float) -> None:
+    """A label-free run on ``data`` (16 bits) beats the very same network untrained by ``over_untrained`` and chance
+    by ``over_chance`` in val mAP@100, and the untrained network by ``test_over_untrained`` in test mAP@100; the
+    run kept its best val epoch."""
+    root, untrained, trained = runs
+    val, test = trained["val_mAP@100"], trained["test_mAP@100"]
+    assert val > untrained["val_mAP@100"] + over_untrained, (untrained["val_mAP@100"], val)
+    chance = _chance_map(data)
+    assert val > chance + over_chance, (chance, val)
+    assert test > untrained["test_mAP@100"] + test_over_untrained, (untrained["test_mAP@100"], test)
+    history = pd.read_csv(root / "trained" / "history.csv")
+    assert len(history) == 10 and val == pytest.approx(history["val_mAP"].max(), abs=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -276,6 +301,15 @@ def conmh_runs(tiny_data, tmp_path_factory):
     return _untrained_and_trained(settings, tmp_path_factory.mktemp("conmh"))
 
 
+@pytest.fixture(scope="module")
+def conmh_clustered_runs(clustered_data, tmp_path_factory):
+    """The same ConMH network untrained and trained for 10 epochs on ``clustered_data`` (16 bits, batch 16, its
+    temperature 0.5; Adam lr 3e-3, eps 1e-8)."""
+    settings = _settings(clustered_data, method="conmh", bits=16, seed=1, batch_size=16, tau=0.5, finetune_lr=3e-3,
+                         finetune_eps=1e-8, extra={"method": TINY_CONMH})
+    return _untrained_and_trained(settings, tmp_path_factory.mktemp("conmh-clustered"))
+
+
 def _view_retrieval_map(model: ConMH, data: str, split: str = "val") -> float:
     """ConMH's own task on held-out videos: mAP of each video's code from one masked view against the codes of
     the other views of all the split's videos, the video itself the only relevant item (no class label read)."""
@@ -483,9 +517,20 @@ def test_a_conmh_run_learns_its_self_supervised_task(conmh_runs):
     # other view (measured 0.27-0.48 untrained, 0.44-0.85 after 10 epochs, seeds 1-8).
     before, after = _view_retrieval_map(untrained, data), _view_retrieval_map(trained, data)
     assert after > before + 0.1, (before, after)
-    # Class-level mAP is not asserted to rise: tiny_data's visual frames hold no label-free class structure (LSH
-    # and k-means of the mean-pooled frames sit at chance, 0.28-0.30), so the best-val epoch kept would "beat"
-    # the untrained net by selection alone; measured test-mAP change over 4 seeds: -0.05 to +0.03.
+    # Class-level mAP is not asserted to rise here: tiny_data's visual frames hold no label-free class structure
+    # (LSH and k-means of the mean-pooled frames sit at chance, 0.28-0.30), so the best-val epoch kept would "beat"
+    # the untrained net by selection alone; measured test-mAP change over 4 seeds: -0.05 to +0.03. On
+    # clustered_data it is: test_a_conmh_run_learns_classes_without_labels.
+
+
+def test_a_conmh_run_learns_classes_without_labels(conmh_clustered_runs, clustered_data):
+    # The issue's requirement on data whose frames carry the class (measured over run seeds 1-8 on clustered_data
+    # (data seed 0): chance 0.23, untrained 0.39-0.50 on val (the mean of random frame codes is a kind of LSH),
+    # trained 0.76-0.87 on val (gain 0.31-0.45, over chance 0.53-0.64) and 0.74-0.87 on test (untrained
+    # 0.37-0.47, gain 0.30-0.47); (data seed, run seed) pairs (1, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 6): val
+    # gain 0.31-0.50, test gain 0.27-0.50; at lr 1e-3, seeds 1-4: trained 0.66-0.81 on val).
+    _assert_learns_classes(conmh_clustered_runs, clustered_data, over_untrained=0.2, over_chance=0.3,
+                           test_over_untrained=0.2)
 
 
 def test_load_run_model_rebuilds_conmh_with_its_weights(conmh_runs):
@@ -536,6 +581,15 @@ def bth_runs(tiny_data, tmp_path_factory):
     """The same BTH network untrained and trained for 10 epochs (16 bits)."""
     settings = _settings(tiny_data, method="bth", bits=16, seed=5, extra={"method": TINY_BTH})
     return _untrained_and_trained(settings, tmp_path_factory.mktemp("bth"))
+
+
+@pytest.fixture(scope="module")
+def bth_clustered_runs(clustered_data, tmp_path_factory):
+    """The same BTH network untrained and trained for 10 epochs on ``clustered_data`` (16 bits, batch 16; Adam lr
+    1e-2, eps 1e-8)."""
+    settings = _settings(clustered_data, method="bth", bits=16, seed=1, batch_size=16, finetune_lr=1e-2,
+                         finetune_eps=1e-8, extra={"method": TINY_BTH})
+    return _untrained_and_trained(settings, tmp_path_factory.mktemp("bth-clustered"))
 
 
 def _cloze_error(model: BTH, data: str, split: str = "val") -> float:
@@ -594,7 +648,19 @@ def test_a_bth_run_learns_its_visual_cloze(bth_runs):
     # before 10 epochs measured 0.36-0.70, seeds 1-6).
     before, after = _cloze_error(untrained, data), _cloze_error(trained, data)
     assert after < 0.8 * before, (before, after)
-    # Class-level mAP is not asserted to rise (tiny_data's frames hold no label-free class structure: see ConMH).
+    # Class-level mAP is not asserted to rise here (tiny_data's frames hold no label-free class structure: see
+    # ConMH); on clustered_data it is: test_a_bth_run_learns_classes_without_labels.
+
+
+def test_a_bth_run_learns_classes_without_labels(bth_clustered_runs, clustered_data):
+    # Measured over run seeds 1-8 on clustered_data (data seed 0): chance 0.23, untrained 0.33-0.40 on val,
+    # trained 0.60-0.74 on val (gain 0.21-0.38, over chance 0.37-0.51) and 0.61-0.73 on test (untrained 0.32-0.41,
+    # gain 0.27-0.34); pairs (1, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 6): val gain 0.34-0.40, test gain
+    # 0.29-0.40. At lr 1e-3 (seeds 1-4) trained 0.38-0.49 on val, at 3e-3 0.48-0.53: too slow for 30 steps.
+    # The val gain's margin is the loosest: BTH's own loss on frame-shuffled videos gains 0.15 on val (seed 1),
+    # but fails the chance and test margins.
+    _assert_learns_classes(bth_clustered_runs, clustered_data, over_untrained=0.15, over_chance=0.3,
+                           test_over_untrained=0.2)
 
 
 def test_load_run_model_rebuilds_bth_with_its_weights(bth_runs):
@@ -633,6 +699,15 @@ def ssth_runs(tiny_data, tmp_path_factory):
     settings = _settings(tiny_data, method="ssth", bits=16, seed=5, finetune_lr=1e-2, finetune_eps=1e-8,
                          extra={"method": TINY_SSTH})
     return _untrained_and_trained(settings, tmp_path_factory.mktemp("ssth"))
+
+
+@pytest.fixture(scope="module")
+def ssth_clustered_runs(clustered_data, tmp_path_factory):
+    """The same SSTH network untrained and trained for 10 epochs on ``clustered_data`` (16 bits, batch 16; Adam lr
+    1e-2, eps 1e-8, as ``ssth_runs``)."""
+    settings = _settings(clustered_data, method="ssth", bits=16, seed=1, batch_size=16, finetune_lr=1e-2,
+                         finetune_eps=1e-8, extra={"method": TINY_SSTH})
+    return _untrained_and_trained(settings, tmp_path_factory.mktemp("ssth-clustered"))
 
 
 def _play_rewind_errors(model: SSTH, data: str, split: str = "val") -> tuple[float, float]:
@@ -713,7 +788,17 @@ def test_a_ssth_run_learns_to_play_and_rewind(ssth_runs):
     # ... and the codes carry each video's own content: another video's code rebuilds it worse (own / other
     # measured 0.68-0.80 trained, 0.94-1.01 untrained).
     assert 0.9 < before / before_other < 1.1 and after < 0.9 * after_other, (before, before_other, after, after_other)
-    # Class-level mAP is not asserted to rise (tiny_data's frames hold no label-free class structure: see ConMH).
+    # Class-level mAP is not asserted to rise here (tiny_data's frames hold no label-free class structure: see
+    # ConMH); on clustered_data it is: test_a_ssth_run_learns_classes_without_labels.
+
+
+def test_a_ssth_run_learns_classes_without_labels(ssth_clustered_runs, clustered_data):
+    # Measured over run seeds 1-8 on clustered_data (data seed 0): chance 0.23, untrained 0.23-0.30 on val (its
+    # binary recurrence's random codes sit near chance), trained 0.66-0.79 on val (gain 0.39-0.50, over chance
+    # 0.43-0.56) and 0.61-0.73 on test (untrained 0.25-0.29, gain 0.32-0.48); pairs (1, 1), (1, 2), (2, 3), (3, 4):
+    # val gain 0.45-0.55, test gain 0.46-0.58. At lr 1e-3 (seeds 1-4) trained 0.30-0.39 on val, at 3e-3 0.44-0.57.
+    _assert_learns_classes(ssth_clustered_runs, clustered_data, over_untrained=0.2, over_chance=0.3,
+                           test_over_untrained=0.2)
 
 
 def test_load_run_model_rebuilds_ssth_with_its_weights(ssth_runs):
