@@ -17,6 +17,7 @@ from test_methods import (
     _assert_unsupervised_row,
     _assert_unsupervised_run,
     _module_steps,
+    _schedule_rates,
     _settings,
     _steps,
     _untrained_and_trained,
@@ -215,23 +216,12 @@ def test_load_run_model_rebuilds_dkph_with_its_weights(dkph_runs):
 
 
 def test_dkph_schedule_decays_the_learning_rate_to_its_floor(tiny_data):
-    module = MethodModule(tiny_data, lr=3e-4)
-    module.set_model(DKPH(dim=12, length=12, bits=8, **TINY_DKPH))
-    configured = module.configure_optimizers()
-    optimiser, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
-    rates = []
-    for _ in range(300):
-        rates.append(optimiser.param_groups[0]["lr"])
-        optimiser.step()
-        scheduler.step()
+    rates = _schedule_rates(tiny_data, DKPH(dim=12, length=12, bits=8, **TINY_DKPH), 3e-4, 300)
     assert rates[0] == rates[19] == 3e-4 and rates[20] == pytest.approx(2.7e-4) and rates[40] == pytest.approx(2.43e-4)
     assert rates[-1] == pytest.approx(1e-4)  # 3e-4 · 0.9^11 < 1e-4: the floor
-    module = MethodModule(tiny_data, lr=5e-5)  # a rate under the floor is kept, not raised to it
-    module.set_model(DKPH(dim=12, length=12, bits=8, **TINY_DKPH))
-    configured = module.configure_optimizers()
-    configured["optimizer"].step()
-    configured["lr_scheduler"]["scheduler"].step()
-    assert configured["optimizer"].param_groups[0]["lr"] == pytest.approx(5e-5)
+    # a rate under the floor is kept, not raised to it
+    assert _schedule_rates(tiny_data, DKPH(dim=12, length=12, bits=8, **TINY_DKPH), 5e-5, 2) == [5e-5] * 2
+    module = MethodModule(tiny_data, lr=3e-4)
     module.set_model(DKPH(dim=12, length=12, bits=8, **(TINY_DKPH | {"lr_step_epochs": None})))
     assert isinstance(module.configure_optimizers(), torch.optim.Adam)
 

@@ -18,6 +18,7 @@ from test_methods import (
     _assert_unsupervised_run,
     _chance_map,
     _module_steps,
+    _schedule_rates,
     _settings,
     _steps,
     _untrained_and_trained,
@@ -188,15 +189,8 @@ def test_load_run_model_rebuilds_mcmsh_with_its_weights_and_alpha(mcmsh_runs):
 
 
 def test_mcmsh_schedule_decays_the_learning_rate_to_its_floor(tiny_data):
+    rates = _schedule_rates(tiny_data, _tiny(), 3e-4, 300)
     module = MethodModule(tiny_data, lr=3e-4)
-    module.set_model(_tiny())
-    configured = module.configure_optimizers()
-    optimiser, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
-    rates = []
-    for _ in range(300):
-        rates.append(optimiser.param_groups[0]["lr"])
-        optimiser.step()
-        scheduler.step()
     assert rates[0] == rates[19] == 3e-4 and rates[20] == pytest.approx(2.7e-4) and rates[55] == pytest.approx(2.43e-4)
     assert rates[-1] == pytest.approx(1e-4)  # 3e-4 · 0.9^14 < 1e-4
     module.set_model(_tiny(lr_step_epochs=None))

@@ -461,17 +461,24 @@ def test_conmh_trains_without_labels(tiny_data, tmp_path, monkeypatch):
     _assert_label_free(_conmh_steps, tiny_data, tmp_path, monkeypatch)
 
 
-def test_conmh_schedule_decays_the_learning_rate_to_its_floor(tiny_data):
-    module = MethodModule(tiny_data, lr=1e-4)
-    module.set_model(ConMH(dim=12, length=12, bits=8, **TINY_CONMH))
+def _schedule_rates(data: str, model: HashingMethod, lr: float, epochs: int) -> list[float]:
+    """The learning rate of each of ``epochs`` epochs that MethodModule's optimiser and ``model``'s schedule give."""
+    module = MethodModule(data, lr=lr)
+    module.set_model(model)
     configured = module.configure_optimizers()
     assert configured["lr_scheduler"]["interval"] == "epoch"
     optimiser, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
     rates = []
-    for _ in range(500):
+    for _ in range(epochs):
         rates.append(optimiser.param_groups[0]["lr"])
         optimiser.step()
         scheduler.step()
+    return rates
+
+
+def test_conmh_schedule_decays_the_learning_rate_to_its_floor(tiny_data):
+    rates = _schedule_rates(tiny_data, ConMH(dim=12, length=12, bits=8, **TINY_CONMH), 1e-4, 500)
+    module = MethodModule(tiny_data, lr=1e-4)
     assert rates[0] == rates[19] == 1e-4 and rates[20] == pytest.approx(9e-5) and rates[40] == pytest.approx(8.1e-5)
     assert min(rates) == pytest.approx(1e-5) and rates[-1] == pytest.approx(1e-5)  # 1e-4 · 0.9^22 < 1e-5
     module.set_model(ConMH(dim=12, length=12, bits=8, **(TINY_CONMH | {"lr_step_epochs": None})))
