@@ -95,6 +95,7 @@ splits); the repository's in-place corruption of the training features (see *Mas
 
 from __future__ import annotations
 
+import abc
 import logging
 import math
 from dataclasses import dataclass
@@ -133,7 +134,7 @@ def straight_through_sign(x: torch.Tensor) -> torch.Tensor:
     return _StraightThroughSign.apply(x)
 
 
-class _Gate(nn.Module):
+class _Gate(nn.Module, metaclass=abc.ABCMeta):
     """A self-gating module on ``(B, n, c)`` maps: a linear map of the n rows (the repository's 1×1 convolution,
     as a matrix product), a gate over c, another linear map of the rows."""
 
@@ -143,9 +144,9 @@ class _Gate(nn.Module):
         self.mix_in = nn.Linear(rows, rows)
         self.mix_out = nn.Linear(rows, rows)
 
+    @abc.abstractmethod
     def gate(self, x: torch.Tensor) -> torch.Tensor:
-        """The gate of ``x`` (B, c, n), broadcastable to it."""
-        raise NotImplementedError
+        """The gate of ``x`` (B, c, n), broadcastable to it (each range's own: the subclasses)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.mix_in(x.transpose(1, 2))  # (B, c, n): rows mixed
