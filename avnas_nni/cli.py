@@ -118,6 +118,14 @@ def _print_result(metrics: dict, run_dir: Path) -> None:
         width = max(len(label) for label in arch)
         for label, choice in arch.items():
             print(f"  {label:<{width}}  {' + '.join(choice) if isinstance(choice, list) else choice}")
+        summary = record.get("search_summary")
+        if summary:
+            changed = (f"{summary['changed']} of {summary['cells']} cells changed from α's initial argmax, "
+                       if "changed" in summary else "")
+            print(f"search: {changed}mean normalised entropy {summary['mean_entropy']:.3f}, "
+                  f"{summary['undecided']} undecided (α history: {run_dir / 'alpha_history.png'})")
+        if record.get("search_warning"):
+            print(f"warning: {record['search_warning']}")
     print(f"val  mAP@{topk}: {metrics[f'val_mAP@{topk}']:.4f}")
     print(f"test mAP@{topk}: {metrics[f'test_mAP@{topk}']:.4f}   ({metrics['bits']} bits, {metrics['params']:,} "
           f"parameters; run directory {run_dir})")

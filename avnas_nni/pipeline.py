@@ -26,7 +26,16 @@ from avnas_nni.methods import METHODS, MethodModule, build_method
 from avnas_nni.metrics import retrieval_report
 from avnas_nni.runs import RunDir, RunError, load_weights, read_json, save_weights
 from search_spaces import AVNASSpace, check_sample, get_expert, single_modality
-from strategies import STRATEGIES, make_strategy, prune
+from strategies import (
+    ALPHA_STRATEGIES,
+    STRATEGIES,
+    cell_diagnostics,
+    indecision_warning,
+    make_strategy,
+    prune,
+    summarise_search,
+)
+from strategies._hooks import DEFAULT_ALPHA_INIT_STD
 
 __all__ = ["PROFILES", "RunSettings", "check_settings", "shares_search", "run_search", "run_train", "run_method",
            "evaluate_run", "build_space", "load_run_model"]
@@ -41,11 +50,21 @@ INFER_VIDEOS = 12_500
 
 
 #: Setting bundles. ``quick``: the embedded data on a 2-core CPU in minutes (more, smaller steps: batch 32,
-#: fine-tune lr 1e-3). ``paper``: SPEC §4 — batch 128, 300 + 300 epochs, fine-tune Adam 1e-4 (eps 1e-3).
+#: fine-tune lr 1e-3; α's learning rate scaled to the few α steps). ``paper``: SPEC §4 — batch 128, 300 + 300
+#: epochs, fine-tune Adam 1e-4 (eps 1e-3), each α strategy's own published α settings.
 PROFILES: dict[str, dict[str, Any]] = {
-    "quick": {"search_epochs": 3, "finetune_epochs": 10, "batch_size": 32, "finetune_lr": 1e-3},
-    "paper": {"search_epochs": 300, "finetune_epochs": 300, "batch_size": 128, "finetune_lr": 1e-4},
+    "quick": {"search_epochs": 3, "finetune_epochs": 10, "batch_size": 32, "finetune_lr": 1e-3,
+              "alpha_policy": "budget"},
+    "paper": {"search_epochs": 300, "finetune_epochs": 300, "batch_size": 128, "finetune_lr": 1e-4,
+              "alpha_policy": "paper"},
 }
+
+#: α policies of the α-based strategies (one-level, DARTS, ProxylessNAS). ``budget``: the same for every one of
+#: them — α from N(0, 1e-3²), so no candidate starts ahead, and a learning rate of at least
+#: ``alpha_travel / α steps`` (strategies._hooks.AlphaBudgetMixin), so α can leave its start in a short run.
+#: ``paper``: each strategy's published settings — AV-NAS's code N(0, 1) with Adam 1e-3, NNI's DARTS and
+#: ProxylessNAS N(0, 1e-3²) with 3e-4 — which need hundreds of epochs to move α.
+ALPHA_POLICIES = ("budget", "paper")
 
 
 @dataclass
@@ -67,6 +86,9 @@ class RunSettings:
     up_down: bool = True
     search_lr: float = 1e-3
     arc_lr: float | None = None  # None: each strategy's own default (one-level 1e-3, NNI DARTS 3e-4)
+    alpha_policy: str = "budget"  # ALPHA_POLICIES
+    alpha_travel: float = 4.0  # the budget policy's logits of travel
+    keep_best: bool = True  # α strategies: export α* and fine-tune from W* of the best val epoch (paper §4.3)
     finetune_lr: float = 1e-3
     finetune_eps: float = 1e-3
     tau: float = 0.1
@@ -87,6 +109,10 @@ class RunSettings:
             value, least = getattr(self, name), 1 if name in ("bits", "batch_size") else 0
             if not isinstance(value, int) or value < least:
                 raise ValueError(f"{name}: expected an integer ≥ {least}, got {value!r}")
+        if self.alpha_policy not in ALPHA_POLICIES:
+            raise ValueError(f"alpha_policy: expected one of {ALPHA_POLICIES}, got {self.alpha_policy!r}")
+        if not self.alpha_travel > 0:
+            raise ValueError(f"alpha_travel: expected a positive number of logits, got {self.alpha_travel!r}")
         if self.prune not in ("argmax", "top2"):
             raise ValueError(f"prune: expected 'argmax' (Arch-1) or 'top2' (Arch-2), got {self.prune!r}")
         if self.device not in ("cpu", "cuda", "auto"):
@@ -121,10 +147,13 @@ def build_space(settings: RunSettings, **overrides: Any) -> AVNASSpace:
 
 
 class _EpochLog(Callback):
-    """Per-epoch loss, val mAP and seconds of a stage; its rows live in the checkpoints (resume-safe)."""
+    """Per-epoch loss, val mAP and seconds of a stage, and the architecture probabilities after each search
+    epoch (``probs_fn``); its rows live in the checkpoints (resume-safe)."""
 
-    def __init__(self, stage: str, on_epoch: EpochHook | None = None):
+    def __init__(self, stage: str, on_epoch: EpochHook | None = None,
+                 probs_fn: Callable[[], dict[str, dict[str, float]] | None] | None = None):
         self.stage, self.rows, self._start, self.on_epoch = stage, [], 0.0, on_epoch
+        self.probs_fn, self.probs_rows = probs_fn, []
 
     def on_train_epoch_start(self, trainer, pl_module):
         self._start = time.perf_counter()
@@ -134,6 +163,10 @@ class _EpochLog(Callback):
         row = {"stage": self.stage, "epoch": trainer.current_epoch,
                "seconds": round(time.perf_counter() - self._start, 3),
                "train_loss": _float(metrics.get("train_loss_epoch")), "val_mAP": _float(metrics.get("val_mAP"))}
+        probs = self.probs_fn() if self.probs_fn is not None else None
+        if probs:
+            self.probs_rows.append({"epoch": trainer.current_epoch + 1, "probs": probs})
+            row["alpha_entropy"] = summarise_search(cell_diagnostics(probs))["mean_entropy"]
         self.rows.append(row)
         logger.info("%s epoch %d: loss %.4f, val mAP %.4f (%.1f s)", self.stage, row["epoch"],
                     row["train_loss"] or float("nan"), row["val_mAP"] or float("nan"), row["seconds"])
@@ -141,10 +174,11 @@ class _EpochLog(Callback):
             self.on_epoch(dict(row))
 
     def state_dict(self):
-        return {"rows": list(self.rows)}
+        return {"rows": list(self.rows), "probs_rows": list(self.probs_rows)}
 
     def load_state_dict(self, state_dict):
         self.rows = list(state_dict.get("rows", []))
+        self.probs_rows = list(state_dict.get("probs_rows", []))
 
 
 def _float(value) -> float | None:
@@ -152,11 +186,11 @@ def _float(value) -> float | None:
 
 
 def _trainer_kwargs(settings: RunSettings, run: RunDir, stage: str, progress: bool, monitor_best: bool,
-                    on_epoch: EpochHook | None = None):
+                    on_epoch: EpochHook | None = None, probs_fn: Callable[[], Any] | None = None):
     # Two checkpoint callbacks: Lightning 2.6 rewrites a monitoring callback's last.ckpt only in epochs where the
     # best score improved, so "last" would be the best epoch and --resume would restart from there. "best" comes
     # first: it must have taken this epoch's score before last.ckpt stores every callback's state.
-    callbacks: list[Callback] = [_EpochLog(stage, on_epoch)]
+    callbacks: list[Callback] = [_EpochLog(stage, on_epoch, probs_fn)]
     if monitor_best:
         callbacks.append(ModelCheckpoint(dirpath=run.checkpoints(stage), filename="best", monitor="val_mAP",
                                          mode="max", save_top_k=1, enable_version_counter=False,
@@ -180,15 +214,18 @@ def _search(settings: RunSettings, run: RunDir, resume: bool, progress: bool, on
     ``also_prune``, probs, supernet with W*, epoch rows, seconds, strategy details)."""
     pl.seed_everything(settings.seed, verbose=False)
     space = build_space(settings)
-    kwargs = _trainer_kwargs(settings, run, "search", progress, monitor_best=False, on_epoch=on_epoch)
+    arc_lr = {} if settings.arc_lr is None else {"arc_learning_rate": settings.arc_lr}
+    strategy = make_strategy(settings.strategy, seed=settings.seed, **arc_lr, **alpha_kwargs(settings),
+                             **settings.extra.get("strategy", {}))
+    probs_fn = strategy.export_probs if settings.strategy in (*ALPHA_STRATEGIES, "enas") else None
+    kwargs = _trainer_kwargs(settings, run, "search", progress, monitor_best=False, on_epoch=on_epoch,
+                             probs_fn=probs_fn)
     ckpt = _resume_path(run, "search", resume)
     evaluator = make_evaluator(settings.data, max_epochs=settings.search_epochs, batch_size=settings.batch_size,
                                lr=settings.search_lr, tau=settings.tau, n_neg=settings.n_neg, topk=settings.topk,
                                in_batch_negatives=settings.in_batch_negatives, seed=settings.seed,
                                trainer_kwargs=kwargs,
                                fit_kwargs={"ckpt_path": ckpt, "weights_only": True} if ckpt else None)
-    arc_lr = {} if settings.arc_lr is None else {"arc_learning_rate": settings.arc_lr}
-    strategy = make_strategy(settings.strategy, seed=settings.seed, **arc_lr, **settings.extra.get("strategy", {}))
     started = time.perf_counter()
     strategy(RawFormatModelSpace(space, evaluator), SequentialExecutionEngine())
     search_seconds = time.perf_counter() - started
@@ -197,7 +234,43 @@ def _search(settings: RunSettings, run: RunDir, resume: bool, progress: bool, on
     probs = strategy.export_probs()
     # Strategies with a search of their own (SPOS's evolution, Random's candidates) account for it here.
     details = strategy.search_record() if callable(getattr(strategy, "search_record", None)) else None
+    if probs:  # arch.json's search diagnostics, kept beside the strategy's own record
+        details = {**(details or {}), "alpha": _alpha_record(strategy, probs, epoch_log.probs_rows)}
     return samples, probs, strategy.supernet, epoch_log.rows, search_seconds, details
+
+
+def _alpha_of(record: dict[str, Any], source: str | Path) -> dict[str, Any] | None:
+    """The search diagnostics of another run (a shared search): its arch record's, and its α history."""
+    if "search_summary" not in record:
+        return None
+    keys = ("init_probs", "cell_diagnostics", "search_summary", "search_warning", "alpha_lr")
+    return {**{k: record.get(k) for k in keys}, "history": RunDir(source).read_alpha_history()}
+
+
+def alpha_kwargs(settings: RunSettings) -> dict[str, Any]:
+    """The α policy's strategy arguments (none for strategies without α)."""
+    if settings.strategy not in ALPHA_STRATEGIES:
+        return {}
+    if settings.alpha_policy == "paper":
+        std = 1.0 if settings.strategy == "avnas" else DEFAULT_ALPHA_INIT_STD  # AV-NAS's code; NNI's
+        return {"alpha_init_std": std, "alpha_travel": None, "keep_best": settings.keep_best}
+    return {"alpha_init_std": DEFAULT_ALPHA_INIT_STD, "alpha_travel": settings.alpha_travel,
+            "keep_best": settings.keep_best}
+
+
+def _alpha_record(strategy: Any, probs: dict, probs_rows: list[dict]) -> dict[str, Any]:
+    """What arch.json keeps of a search's probabilities: the start, per-cell diagnostics, their summary,
+    α's learning rate and the per-epoch history; logs a warning when the search did not decide."""
+    init_probs = getattr(strategy, "init_probs", None)
+    cells = cell_diagnostics(probs, init_probs)
+    summary = summarise_search(cells)
+    warning = indecision_warning(summary)
+    if warning:
+        logger.warning("%s", warning)
+    module = getattr(strategy, "oneshot_module", None)
+    history = ([{"epoch": 0, "probs": init_probs}] if init_probs else []) + list(probs_rows)
+    return {"init_probs": init_probs, "cell_diagnostics": cells, "search_summary": summary,
+            "search_warning": warning, "alpha_lr": getattr(module, "effective_arc_lr", None), "history": history}
 
 
 def _export(strategy: Any, prune_rule: str, top2_ratio: float) -> dict[str, Any]:
@@ -312,7 +385,7 @@ def run_search(settings: RunSettings, out: str | Path, *, resume: bool = False, 
             source, sample, weights = _shared_search(settings, search_from)
             model = load_weights(prune(space, sample), weights)
             probs, search_rows, search_seconds = source.get("probs"), source["search_history"], source["search_seconds"]
-            details = source.get("search_details")
+            details = copy.deepcopy(source.get("search_details"))
         else:
             found = _search(settings, run, resume, progress, on_epoch, tuple(also_prune))
             samples, probs, supernet, search_rows, search_seconds, details = found
@@ -321,8 +394,13 @@ def run_search(settings: RunSettings, out: str | Path, *, resume: bool = False, 
             model = prune(copy.deepcopy(supernet) if supernet is not None else space, sample)
         record = _arch_record(settings, _space_kwargs(space), sample, probs)
         record.update(search_history=search_rows, search_seconds=search_seconds)
-        if details is not None:
+        alpha = (details or {}).pop("alpha", None) if search_from is None else _alpha_of(source, search_from)
+        if details:
             record["search_details"] = details
+        if alpha is not None:
+            history = alpha.pop("history")
+            record.update(alpha)  # init_probs beside probs, per-cell diagnostics, summary, warning, α's lr
+            run.write_alpha_history(history)
         if search_from is not None:
             record["search_from"] = str(search_from)
         else:

@@ -7,7 +7,9 @@
       arch.json          the space settings, the choice per cell and the final α probabilities
       model.safetensors  the fine-tuned weights W**
       metrics.json       val/test mAP@K, P@K, R@K, parameters, timings
-      history.csv        per-epoch loss and val mAP of both stages
+      history.csv        per-epoch loss and val mAP of both stages (and the mean cell entropy of search epochs)
+      alpha_history.csv  softmax(α) per cell and candidate after each search epoch (epoch 0: the initialisation)
+      alpha_history.png  the same as a figure, one panel per cell
       pruned_init.safetensors  the pruned network with the supernet's weights W* (fine-tuning starts here)
       run.log            the log
       checkpoints/       Lightning checkpoints of each stage (for --resume)
@@ -77,6 +79,8 @@ class RunDir:
     metrics_path = property(lambda self: self.path / "metrics.json")
     history_path = property(lambda self: self.path / "history.csv")
     log_path = property(lambda self: self.path / "run.log")
+    alpha_history_path = property(lambda self: self.path / "alpha_history.csv")
+    alpha_plot_path = property(lambda self: self.path / "alpha_history.png")
 
     def checkpoints(self, stage: str) -> Path:
         """Checkpoint directory of a stage (``search`` or ``finetune``)."""
@@ -110,6 +114,62 @@ class RunDir:
     def write_history(self, rows: list[dict[str, Any]]) -> Path:
         atomic_write_text(self.history_path, pd.DataFrame(rows).to_csv(index=False))
         return self.history_path
+
+    def write_alpha_history(self, history: list[dict[str, Any]]) -> Path:
+        """Write ``[{"epoch": e, "probs": {cell: {candidate: p}}}, …]`` as ``alpha_history.csv`` (one row per
+        epoch, cell and candidate) and its figure ``alpha_history.png``."""
+        rows = [{"epoch": item["epoch"], "cell": cell, "candidate": name, "probability": p}
+                for item in history for cell, probs in item["probs"].items() for name, p in probs.items()]
+        table = pd.DataFrame(rows, columns=["epoch", "cell", "candidate", "probability"])
+        atomic_write_text(self.alpha_history_path, table.to_csv(index=False))
+        if len(table):
+            _plot_alpha_history(table, self.alpha_plot_path)
+        return self.alpha_history_path
+
+    def read_alpha_history(self) -> list[dict[str, Any]]:
+        """``alpha_history.csv`` back in the form :meth:`write_alpha_history` takes (empty when absent)."""
+        if not self.alpha_history_path.is_file():
+            return []
+        table = pd.read_csv(self.alpha_history_path, dtype={"cell": str, "candidate": str})
+        history: dict[int, dict[str, dict[str, float]]] = {}
+        for row in table.itertuples(index=False):
+            history.setdefault(int(row.epoch), {}).setdefault(row.cell, {})[row.candidate] = float(row.probability)
+        return [{"epoch": epoch, "probs": probs} for epoch, probs in sorted(history.items())]
+
+
+def _plot_alpha_history(table: pd.DataFrame, path: Path) -> None:
+    """One panel per cell: each candidate's probability over the search epochs (epoch 0 = initialisation)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = list(dict.fromkeys(table["cell"]))
+    cols = min(6, len(cells))
+    rows = -(-len(cells) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.0 * rows), squeeze=False, sharex=True)
+    for ax, cell in zip(axes.flat, cells, strict=False):
+        for name, group in table[table["cell"] == cell].groupby("candidate", sort=False):
+            ax.plot(group["epoch"], group["probability"], marker=".", label=str(name))
+        ax.set_title(cell, fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=5, loc="upper left", frameon=False)
+    for ax in list(axes.flat)[len(cells):]:
+        ax.axis("off")
+    fig.supxlabel("search epoch (0 = initialisation)", fontsize=8)
+    fig.supylabel("softmax(α)", fontsize=8)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> Path:

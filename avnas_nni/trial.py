@@ -64,11 +64,15 @@ class TrialReporter:
     def parameter_id(self) -> int | None:
         return self.record["parameter_id"] if self.record else None
 
-    def intermediate(self, value: float) -> None:
-        """One intermediate result (a float), numbered in order."""
+    def intermediate(self, value: float, **extra: float) -> None:
+        """One intermediate result, numbered in order: a float, or with ``extra`` a dict whose ``default`` is
+        ``value`` (the web UI charts ``default`` and lists the rest)."""
+        metric: float | dict[str, float] = float(value)
+        if extra:
+            metric = {"default": float(value), **{k: float(v) for k, v in extra.items()}}
         self.channel.send_metric(type="PERIODICAL", parameter_id=self.parameter_id,
                                  trial_job_id=trial_env_vars.NNI_TRIAL_JOB_ID, sequence=self.sequence,
-                                 value=float(value))
+                                 value=metric)
         self.sequence += 1
 
     def final(self, metric: dict[str, Any]) -> None:
@@ -171,8 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("trial %s: %s with %s", trial_env_vars.NNI_TRIAL_JOB_ID, command, parameters)
 
         def report(row: dict[str, Any]) -> None:
+            # search epochs of α strategies also carry the mean normalised cell entropy: the search converging
+            extra = {"alpha_entropy": row["alpha_entropy"]} if row.get("alpha_entropy") is not None else {}
             if row.get("val_mAP") is not None:
-                reporter.intermediate(row["val_mAP"])
+                reporter.intermediate(row["val_mAP"], **extra)
 
         run = {"search": run_search, "train": run_train, "method": run_method}[command]
         metrics = run(settings, out, on_epoch=report)

@@ -14,6 +14,7 @@ from typing import Any
 from nni.nas.strategy import Strategy
 
 from .darts import DartsBaseline
+from .diagnostics import cell_diagnostics, indecision_warning, summarise_search
 from .enas import EnasBaseline
 from .one_level import OneLevel, OneLevelLightningModule
 from .proxyless import ProxylessBaseline
@@ -23,7 +24,13 @@ from .spos import SposBaseline, evolutionary_search
 
 __all__ = ["OneLevel", "OneLevelLightningModule", "TopTwoSum", "prune", "STRATEGIES", "make_strategy",
            "DartsBaseline", "ProxylessBaseline", "SposBaseline", "EnasBaseline", "RandomBaseline",
-           "evolutionary_search"]
+           "evolutionary_search", "cell_diagnostics", "summarise_search", "indecision_warning",
+           "ALPHA_STRATEGIES"]
+
+
+#: Strategies whose architecture is α (softmax probabilities per cell): they take the α policy settings
+#: ``alpha_init_std`` and ``alpha_travel`` and ``keep_best``, and record ``init_probs``.
+ALPHA_STRATEGIES = ("avnas", "darts", "proxyless")
 
 
 def _one_level(seed: int | None = None, arc_learning_rate: float = 1e-3, **kwargs: Any) -> Strategy:

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 __all__ = ["ValidationForwardingMixin", "BestEpochMixin", "OrderedArchParametersMixin", "ArgmaxExportMixin",
-           "SeededDifferentiableMixin", "reseed_alphas", "step_seed"]
+           "AlphaBudgetMixin", "SeededDifferentiableMixin", "alpha_steps", "reseed_alphas", "step_seed",
+           "DEFAULT_ALPHA_TRAVEL", "DEFAULT_ALPHA_INIT_STD"]
+
+#: Default α policy of the α-based strategies (one-level, DARTS, ProxylessNAS): α starts at N(0, 1e-3²), so
+#: every candidate starts equal and the seed does not pick the architecture, and α's learning rate is at
+#: least ``travel / α steps``, so however short the run, α can move ``travel`` logits (e^4 ≈ 55:1 odds).
+DEFAULT_ALPHA_INIT_STD = 1e-3
+DEFAULT_ALPHA_TRAVEL = 4.0
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +41,53 @@ class OrderedArchParametersMixin:
             for param in getattr(module, "arch_parameters", lambda: [])():
                 seen.setdefault(id(param), param)
         return list(seen.values())
+
+
+def alpha_steps(trainer: Any, warmup_epochs: int = 0) -> int | None:
+    """How many α steps a fit will take: the trainer's estimated optimizer steps, less the warm-up epochs'.
+
+    None when Lightning cannot tell (an iterable without a length).
+    """
+    total = trainer.estimated_stepping_batches
+    if not math.isfinite(total):
+        return None
+    if not trainer.max_epochs or trainer.max_epochs < 1:  # a step-limited fit
+        return int(total) if warmup_epochs == 0 else None
+    searching = max(trainer.max_epochs - warmup_epochs, 0) / trainer.max_epochs
+    return int(total * searching)
+
+
+class AlphaBudgetMixin:
+    """α's learning rate scaled to the run's α-step budget, for NNI's α-based Lightning modules.
+
+    With ``alpha_travel`` set, the architecture optimizer's learning rate becomes
+    ``max(arc_learning_rate, alpha_travel / α steps)``: Adam moves a parameter by about its learning rate per
+    step when the gradient's sign holds, so α can travel ``alpha_travel`` logits within the run. The paper's
+    settings (Adam 1e-3 over ~23,000 α steps) leave room for ~23 logits; a few epochs at 1e-3 leave ~0.1, too
+    little to leave the initialisation. ``effective_arc_lr`` records the rate used.
+    """
+
+    alpha_travel: float | None = None
+    effective_arc_lr: float | None = None
+
+    def configure_architecture_optimizers(self):
+        return self.apply_alpha_budget(super().configure_architecture_optimizers())
+
+    def apply_alpha_budget(self, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        """Set ``optimizer``'s learning rate by the budget rule (no change without ``alpha_travel``)."""
+        lr = self.arc_learning_rate
+        if self.alpha_travel is not None:
+            steps = alpha_steps(self.trainer, self.warmup_epochs)
+            if steps is None:
+                logger.warning("α policy: the number of α steps is unknown; α keeps learning rate %g", lr)
+            elif steps > 0:
+                lr = max(lr, self.alpha_travel / steps)
+                logger.info("α policy: %d α steps, learning rate %.4g (travel %g logits)", steps, lr,
+                            self.alpha_travel)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        self.effective_arc_lr = lr
+        return optimizer
 
 
 class ValidationForwardingMixin:
@@ -57,18 +112,20 @@ class ValidationForwardingMixin:
 class BestEpochMixin(ValidationForwardingMixin):
     """Keep the supernet state (weights and architecture parameters) of the best validation epoch.
 
-    After each validation epoch the logged ``monitor`` metric is compared with the best so far; the
-    best state is copied (on CPU) and put back into the supernet when fitting ends, so the strategy
-    exports α* and hands W* to fine-tuning (paper §4.3, step 1).
+    After each validation epoch the logged ``monitor`` metric is compared with the best so far; with
+    ``keep_best`` the best state is copied (on CPU) and put back into the supernet when fitting ends, so the
+    strategy exports α* and hands W* to fine-tuning (paper §4.3, step 1). Without it the last epoch's
+    supernet is kept (the best epoch is still recorded).
     """
 
     monitor: str = "val_mAP"
     mode: str = "max"
+    keep_best: bool = True
 
-    def _init_best(self, monitor: str, mode: str) -> None:
+    def _init_best(self, monitor: str, mode: str, keep_best: bool = True) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"mode: expected 'max' or 'min', got {mode!r}")
-        self.monitor, self.mode = monitor, mode
+        self.monitor, self.mode, self.keep_best = monitor, mode, keep_best
         self.best_score: float | None = None
         self.best_epoch: int | None = None
         self._best_state: dict[str, torch.Tensor] | None = None
@@ -85,12 +142,13 @@ class BestEpochMixin(ValidationForwardingMixin):
         better = self.best_score is None or (score > self.best_score if self.mode == "max" else score < self.best_score)
         if better:
             self.best_score, self.best_epoch = score, self.trainer.current_epoch
-            self._best_state = {k: v.detach().to("cpu", copy=True)
-                                for k, v in self.training_module.model.state_dict().items()}
+            if self.keep_best:
+                self._best_state = {k: v.detach().to("cpu", copy=True)
+                                    for k, v in self.training_module.model.state_dict().items()}
             logger.info("epoch %d: %s = %.4f (best so far)", self.best_epoch, self.monitor, score)
 
     def restore_best(self) -> bool:
-        """Load the best epoch's state into the supernet; False when no epoch was validated."""
+        """Load the best epoch's state into the supernet; False when none was kept."""
         if self._best_state is None:
             return False
         self.training_module.model.load_state_dict(copy.deepcopy(self._best_state))
@@ -129,36 +187,78 @@ class ArgmaxExportMixin:
 
 
 class SeededDifferentiableMixin(ArgmaxExportMixin):
-    """For NNI's α-based strategies: seeded α initialisation, validation every epoch, argmax export.
+    """For α-based strategies: seeded α initialisation, the α-step budget, the initial probabilities, validation
+    every epoch, argmax export.
 
-    Subclasses name their Lightning module in ``module_class`` (built with DARTS's arguments) and the
-    standard deviation of α's initial N(0, std²) in ``alpha_init_std``.
+    Subclasses name their Lightning module in ``module_class`` (built with DARTS's arguments; it must include
+    :class:`AlphaBudgetMixin` and :class:`BestEpochMixin`).
+
+    Parameters
+    ----------
+    arc_learning_rate : float
+        α's learning rate (the floor of the budget rule when ``alpha_travel`` is set).
+    alpha_init_std : float
+        α is drawn from N(0, std²) in label order with a generator seeded by ``seed``.
+    alpha_travel : float or None
+        Scale α's learning rate to the run (:class:`AlphaBudgetMixin`); None keeps ``arc_learning_rate``.
+    keep_best : bool
+        Export α* and hand on W* of the best validation epoch by ``monitor`` (paper §4.3, step 1), else the
+        last epoch's.
+    monitor, mode : str
+        The logged validation metric that picks the best epoch, and whether higher is better.
+    seed : int or None
+        Seeds α's initialisation (None: a draw from the global torch RNG).
     """
 
     module_class: type
-    alpha_init_std: float = 1e-3
 
-    def __init__(self, *, arc_learning_rate: float = 3e-4, seed: int | None = None, **kwargs: Any):
+    def __init__(self, *, arc_learning_rate: float = 3e-4, alpha_init_std: float = DEFAULT_ALPHA_INIT_STD,
+                 alpha_travel: float | None = DEFAULT_ALPHA_TRAVEL, keep_best: bool = True,
+                 monitor: str = "val_mAP", mode: str = "max", seed: int | None = None, **kwargs: Any):
         super().__init__(arc_learning_rate=arc_learning_rate, **kwargs)
-        self.seed = seed
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode: expected 'max' or 'min', got {mode!r}")
+        self.keep_best, self.monitor, self.mode = keep_best, monitor, mode
+        if alpha_init_std < 0 or (alpha_travel is not None and alpha_travel <= 0):
+            raise ValueError(f"alpha_init_std must be ≥ 0 and alpha_travel > 0 or None, got {alpha_init_std!r}, "
+                             f"{alpha_travel!r}")
+        self.seed, self.alpha_init_std, self.alpha_travel = seed, alpha_init_std, alpha_travel
+        self.init_probs: dict[str, dict[str, float]] | None = None
 
     def configure_oneshot_module(self, training_module):
-        return self.module_class(training_module, **self._module_kwargs())
+        module = self.module_class(training_module, **self._module_kwargs())
+        module.alpha_travel = self.alpha_travel
+        module._init_best(self.monitor, self.mode, self.keep_best)
+        return module
 
     def _module_kwargs(self) -> dict[str, Any]:
         return dict(arc_learning_rate=self.arc_learning_rate, gradient_clip_val=self.gradient_clip_val,
                     log_prob_every_n_step=self.log_prob_every_n_step, warmup_epochs=self.warmup_epochs,
-                    penalty=self.penalty)
+                    penalty=getattr(self, "penalty", None))
 
     def mutate_model(self, model):
         mutated = super().mutate_model(model)
-        if self.seed is not None:
-            reseed_alphas(self._arch_parameters, self.seed, self.alpha_init_std)
+        seed = self.seed if self.seed is not None else int(torch.randint(2**31 - 1, ()))
+        reseed_alphas(self._arch_parameters, seed, self.alpha_init_std)
+        # softmax(α) before the first step: what a search that learnt nothing would export
+        self.init_probs = {label: {name: float(p) for name, p in probs.items()}
+                           for label, probs in _probs_of(self._arch_parameters, mutated).items()}
         return mutated
 
     def val_dataloader(self, train_dataloader_fn, val_dataloader_fn):
         # NNI returns None here: no validation epoch, no epoch metric.
         return val_dataloader_fn()
+
+
+def _probs_of(alphas: dict[str, torch.nn.Parameter], model: torch.nn.Module) -> dict[str, dict[str, float]]:
+    """softmax(α) per label, with candidate names, read from the mixed layers of ``model``."""
+    names: dict[str, list[str]] = {}
+    for module in model.modules():
+        label, candidates = getattr(module, "label", None), getattr(module, "names", None)
+        if label in alphas and candidates is not None:
+            names.setdefault(label, [str(c) for c in candidates])
+    return {label: dict(zip(names[label], torch.softmax(alphas[label].detach(), -1).tolist(), strict=True))
+            for label in sorted(alphas) if label in names}
 
 
 def reseed_alphas(alphas: dict[str, torch.nn.Parameter], seed: int, std: float) -> None:

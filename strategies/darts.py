@@ -17,15 +17,16 @@ import logging
 from nni.nas.oneshot.pytorch.differentiable import DartsLightningModule
 from nni.nas.oneshot.pytorch.strategy import DARTS
 
-from ._hooks import OrderedArchParametersMixin, SeededDifferentiableMixin, ValidationForwardingMixin
+from ._hooks import AlphaBudgetMixin, BestEpochMixin, OrderedArchParametersMixin, SeededDifferentiableMixin
 
 __all__ = ["DartsBaseline", "DartsValidatingModule"]
 
 logger = logging.getLogger(__name__)
 
 
-class DartsValidatingModule(OrderedArchParametersMixin, ValidationForwardingMixin, DartsLightningModule):
-    """NNI's DARTS module with validation forwarded (the weighted-sum supernet is what is validated).
+class DartsValidatingModule(OrderedArchParametersMixin, AlphaBudgetMixin, BestEpochMixin, DartsLightningModule):
+    """NNI's DARTS module with validation forwarded (the weighted-sum supernet is what is validated), the
+    α-step budget and best-epoch selection shared with the one-level strategy.
 
     α are listed in module order (NNI lists a set), so a checkpointed α optimizer resumes correctly.
     """
@@ -37,9 +38,11 @@ class DartsBaseline(SeededDifferentiableMixin, DARTS):
     Parameters
     ----------
     arc_learning_rate : float
-        Learning rate of NNI's α optimizer (Adam, betas (0.5, 0.999), weight decay 1e-3).
-    seed : int or None
-        Seeds α's initialisation, N(0, 1e-3²) as in NNI (None: the global torch RNG).
+        Learning rate of NNI's α optimizer (Adam, betas (0.5, 0.999), weight decay 1e-3); with ``alpha_travel``
+        the floor of the α-step budget rule (:class:`~strategies._hooks.AlphaBudgetMixin`).
+    alpha_init_std, alpha_travel, keep_best, monitor, mode, seed
+        As for every α-based strategy (:class:`~strategies._hooks.SeededDifferentiableMixin`); α starts at
+        N(0, 1e-3²) as in NNI.
     **kwargs
         Any other :class:`~nni.nas.strategy.DARTS` argument (``gradient_clip_val``, ``warmup_epochs``,
         ``log_prob_every_n_step``, ``penalty``).

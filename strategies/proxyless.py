@@ -16,14 +16,20 @@ import torch
 from nni.nas.oneshot.pytorch.differentiable import DartsLightningModule
 from nni.nas.oneshot.pytorch.strategy import Proxyless
 
-from ._hooks import OrderedArchParametersMixin, SeededDifferentiableMixin, ValidationForwardingMixin, step_seed
+from ._hooks import (
+    AlphaBudgetMixin,
+    BestEpochMixin,
+    OrderedArchParametersMixin,
+    SeededDifferentiableMixin,
+    step_seed,
+)
 
 __all__ = ["ProxylessBaseline", "ProxylessValidatingModule"]
 
 logger = logging.getLogger(__name__)
 
 
-class ProxylessValidatingModule(OrderedArchParametersMixin, ValidationForwardingMixin, DartsLightningModule):
+class ProxylessValidatingModule(OrderedArchParametersMixin, AlphaBudgetMixin, BestEpochMixin, DartsLightningModule):
     """NNI's Proxyless module (its training step is DARTS's) validating the argmax path of softmax(α).
 
     With ``sampling_seed`` set, the global torch RNG that NNI's path sampling draws from is reseeded from
@@ -56,7 +62,10 @@ class ProxylessBaseline(SeededDifferentiableMixin, Proxyless):
     Parameters
     ----------
     arc_learning_rate : float
-        Learning rate of NNI's α optimizer (Adam, betas (0.5, 0.999), weight decay 1e-3).
+        Learning rate of NNI's α optimizer (Adam, betas (0.5, 0.999), weight decay 1e-3); with ``alpha_travel``
+        the floor of the α-step budget rule (:class:`~strategies._hooks.AlphaBudgetMixin`).
+    alpha_init_std, alpha_travel, keep_best, monitor, mode
+        As for every α-based strategy (:class:`~strategies._hooks.SeededDifferentiableMixin`).
     seed : int or None
         Seeds α's initialisation, N(0, 1e-3²) as in NNI, and the path sampling of every training step
         (None: both from the global torch RNG).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import onnx
@@ -58,8 +59,14 @@ def test_trial_reports_every_epoch_then_the_final_metric(tiny_data, tmp_path, mo
     assert kinds == ["PERIODICAL"] * 3 + ["FINAL"]  # 2 search epochs, 1 fine-tune epoch, then the final dict
     assert [m["sequence"] for m in channel.messages[:3]] == [0, 1, 2]
     assert all(m["parameter_id"] == 7 for m in channel.messages)
-    history = (tmp_path / "run" / "history.csv").read_text().splitlines()[1:]
-    assert [m["value"] for m in channel.messages[:3]] == pytest.approx([float(r.split(",")[-1]) for r in history])
+    history = list(csv.DictReader((tmp_path / "run" / "history.csv").open()))
+    values = [m["value"] for m in channel.messages[:3]]
+    # search epochs: {default: val mAP, alpha_entropy: mean normalised cell entropy}; fine-tune epochs: val mAP
+    assert [v["default"] if isinstance(v, dict) else v for v in values] == pytest.approx(
+        [float(r["val_mAP"]) for r in history])
+    assert [isinstance(v, dict) for v in values] == [True, True, False]
+    assert [v["alpha_entropy"] for v in values[:2]] == pytest.approx([float(r["alpha_entropy"]) for r in history[:2]])
+    assert all(0.0 < v["alpha_entropy"] <= 1.0 for v in values[:2])
     final = channel.messages[-1]["value"]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert final["default"] == metrics["test_mAP@100"] and final["strategy"] == "avnas" and final["bits"] == 8
