@@ -157,7 +157,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _add_training_args(p: argparse.ArgumentParser, search: bool) -> None:
-    p.add_argument("--data", default="embedded", help="dataset JSON config, or 'embedded' (default)")
+    p.add_argument("--data", default="embedded",
+                   help="dataset JSON config, or 'embedded' (default) / 'embedded-b' (the second synthetic set)")
     p.add_argument("--bits", type=int, default=64, help="code length q (default 64)")
     p.add_argument("--out", type=Path, required=True, help="run directory to write")
     p.add_argument("--profile", default="quick", choices=("quick", "paper"),
@@ -376,7 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     nas = sub.add_parser("nas", help="NNI multi-trial NAS (random or evolution): every architecture a web-UI trial")
     nas.add_argument("--strategy", default="random", choices=("random", "evolution"))
-    nas.add_argument("--data", default="embedded", help="dataset JSON config, or 'embedded' (default)")
+    nas.add_argument("--data", default="embedded",
+                   help="dataset JSON config, or 'embedded' (default) / 'embedded-b' (the second synthetic set)")
     nas.add_argument("--bits", type=int, default=64)
     nas.add_argument("--trials", type=int, default=10, help="architectures to train (default 10)")
     nas.add_argument("--epochs", type=int, help="training epochs per architecture (default: the profile's)")

@@ -8,6 +8,7 @@
 
 from avnas_nni.data.layout import (
     EMBEDDED,
+    EMBEDDED_SETS,
     LIST_FORMATS,
     SPLITS,
     DatasetConfig,
@@ -33,6 +34,7 @@ from avnas_nni.errors import DataError
 
 __all__ = [
     "EMBEDDED",
+    "EMBEDDED_SETS",
     "LIST_FORMATS",
     "SPLITS",
     "SYNTH_VERSION",

@@ -41,6 +41,7 @@ from avnas_nni.errors import DataError
 
 __all__ = [
     "EMBEDDED",
+    "EMBEDDED_SETS",
     "LIST_FORMATS",
     "SPLITS",
     "DatasetConfig",
@@ -58,6 +59,11 @@ logger = logging.getLogger(__name__)
 
 #: The config name that stands for the embedded synthetic dataset.
 EMBEDDED = "embedded"
+
+#: Every embedded synthetic set by config name, with its generator arguments. ``embedded-b`` plays FCVID's part in
+#: the paper's cross-test (Arch-2 is searched on it, Arch-1 on ``embedded``): other classes (32), another draw,
+#: the same layout and sizes.
+EMBEDDED_SETS: dict[str, dict[str, int]] = {EMBEDDED: {}, "embedded-b": {"num_class": 32, "seed": 2025}}
 #: Split names, in the order they are checked and reported.
 SPLITS = ("train", "val", "test", "retrieval")
 #: Accepted values of the optional config key ``list_format``.
@@ -545,11 +551,11 @@ def cache_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "avnas_nni"
 
 
-def embedded_config() -> Path:
-    """The config of the embedded synthetic set, generating it first if the cache lacks it.
+def embedded_config(name: str = EMBEDDED) -> Path:
+    """The config of an embedded synthetic set (:data:`EMBEDDED_SETS`), generating it first if the cache lacks it.
 
     The set is written to a temporary directory beside its final place and renamed into
-    ``cache_root() / f"embedded-{SYNTH_VERSION}"`` when complete, so concurrent callers and
+    ``cache_root() / f"{name}-{SYNTH_VERSION}"`` when complete, so concurrent callers and
     interrupted runs never see half a dataset.
 
     Returns
@@ -557,20 +563,22 @@ def embedded_config() -> Path:
     pathlib.Path
         The ``config.json`` of the cached set.
     """
+    if name not in EMBEDDED_SETS:
+        raise DataError(f"{name}: not an embedded dataset; expected one of {sorted(EMBEDDED_SETS)}")
     root = cache_root()
-    target = root / f"embedded-{SYNTH_VERSION}"
+    target = root / f"{name}-{SYNTH_VERSION}"
     config_path = target / "config.json"
     if config_path.is_file():
         return config_path
     if target.exists() and any(target.iterdir()):
         raise DataError(f"{target}: cache directory exists without config.json; delete it to regenerate")
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".embedded-{SYNTH_VERSION}-", dir=root))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-{SYNTH_VERSION}-", dir=root))
     mask = os.umask(0)
     os.umask(mask)
     tmp.chmod(0o777 & ~mask)  # mkdtemp's 0700 would otherwise stick to the published cache directory
     try:
-        write_synthetic(tmp)
+        write_synthetic(tmp, **EMBEDDED_SETS[name])
         try:
             os.replace(tmp, target)
         except OSError:
@@ -579,7 +587,7 @@ def embedded_config() -> Path:
             logger.debug("another process generated %s first", target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("generated the embedded synthetic dataset in %s", target)
+    logger.info("generated the embedded synthetic dataset %s in %s", name, target)
     return config_path
 
 
@@ -604,7 +612,7 @@ def load_dataset(config: str | os.PathLike, validate: bool = True) -> FeatureDat
     DataError
         Any departure from the layout, with a one-line message naming the file and the field, id or line.
     """
-    config_path = embedded_config() if str(config) == EMBEDDED else Path(config)
+    config_path = embedded_config(str(config)) if str(config) in EMBEDDED_SETS else Path(config)
     parsed = read_config(config_path)
     splits = {
         split: read_split_list(
