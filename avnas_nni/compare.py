@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from avnas_nni.errors import AVNASError
+from avnas_nni.metrics import mean_ci95
 
 __all__ = ["CompareError", "experiment_dir", "read_trials", "summarise", "write_comparison"]
 
@@ -134,7 +135,8 @@ def read_trials(experiment: str | Path, root: str | Path | None = None) -> tuple
 
 
 def summarise(trials: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(one line per trial, mean/std/count of test mAP and mean search seconds per strategy and bits)."""
+    """(one line per trial, mean/std/95 % CI half-width/count of test mAP and mean search seconds per strategy and
+    bits; the CI is over the trials of a cell, i.e. its seeds, and NaN for a single trial)."""
     lines = []
     for trial in trials:
         final = trial["final"] if isinstance(trial["final"], dict) else {}
@@ -152,6 +154,7 @@ def summarise(trials: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]
     done = table.dropna(subset=["test_mAP@100"])
     summary = (done.groupby(["strategy", "bits"], sort=True)
                .agg(test_mAP_mean=("test_mAP@100", "mean"), test_mAP_std=("test_mAP@100", "std"),
+                    test_mAP_ci95=("test_mAP@100", lambda v: mean_ci95(v.to_numpy())[1]),
                     trials=("test_mAP@100", "size"), search_s_mean=("search_s", "mean"))
                .reset_index())
     return table, summary
@@ -176,11 +179,11 @@ def write_comparison(table: pd.DataFrame, summary: pd.DataFrame, out: Path, titl
         for i, b in enumerate(bits):
             part = summary[summary["bits"] == b].set_index("strategy").reindex(strategies)
             xs = [j + i * width for j in range(len(strategies))]
-            left.bar(xs, part["test_mAP_mean"], width, yerr=part["test_mAP_std"].fillna(0), label=f"{b} bits")
+            left.bar(xs, part["test_mAP_mean"], width, yerr=part["test_mAP_ci95"].fillna(0), label=f"{b} bits")
             right.bar(xs, part["search_s_mean"], width, label=f"{b} bits")
         for ax, ylabel in ((left, "test mAP@100"), (right, "search seconds")):
             ax.set_xticks([j + width * (len(bits) - 1) / 2 for j in range(len(strategies))], strategies)
-            ax.set_ylabel(ylabel)
+            ax.set_ylabel(ylabel + (" (error bars: 95 % CI over seeds)" if ax is left else ""))
             ax.grid(axis="y", alpha=0.3)
             ax.legend()
     fig.suptitle(title)

@@ -32,6 +32,7 @@ from avnas_nni.codes import _as_words, _hamming_words, _to_numpy, pack_codes
 
 __all__ = [
     "DEFAULT_KS",
+    "mean_ci95",
     "average_precision_at_k",
     "mean_average_precision",
     "precision_recall_at_k",
@@ -564,3 +565,16 @@ def retrieval_report(
     for position, k in enumerate(ks):
         report[f"R@{k}"] = float(recall_sum[position] / n_with_relevant) if n_with_relevant else math.nan
     return report
+
+
+def mean_ci95(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """(mean, half-width of the two-sided 95 % Student-t confidence interval of the mean) of ``values``, e.g. a
+    metric over seeds; NaN values are dropped, and the half-width is NaN for fewer than two values."""
+    from scipy import stats  # imported here: the metrics above need only numpy
+
+    array = np.asarray(values, dtype=float)
+    array = array[~np.isnan(array)]
+    if len(array) < 2:
+        return (float(array.mean()) if len(array) else float("nan")), float("nan")
+    half = stats.t.ppf(0.975, len(array) - 1) * array.std(ddof=1) / math.sqrt(len(array))
+    return float(array.mean()), float(half)

@@ -16,6 +16,7 @@ ours, the claims checked, the paired test, machine and command) and the figures 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import multiprocessing
 import os
@@ -32,10 +33,10 @@ import torch
 from scipy import stats
 from tqdm import tqdm
 
-from avnas_nni.data import embedded_config
+from avnas_nni.data import EMBEDDED_SETS, embedded_config
 from avnas_nni.errors import AVNASError
 from avnas_nni.methods import METHODS
-from avnas_nni.metrics import average_precision_at_k
+from avnas_nni.metrics import average_precision_at_k, mean_ci95
 from avnas_nni.pipeline import (
     PROFILES,
     RunSettings,
@@ -45,9 +46,10 @@ from avnas_nni.pipeline import (
     run_train,
     shares_search,
 )
-from avnas_nni.runs import read_json
+from avnas_nni.runs import RunDir, atomic_write_text, read_json
 from benchmarks._common import machine, run_codes
-from benchmarks.rows import PAPER_DATASETS, ROWS, Row, select_rows
+from benchmarks.rows import PAPER_DATASETS, ROWS, SELF_FUSION, Row, select_rows
+from search_spaces import single_modality
 
 __all__ = ["BENCH_PROFILES", "main", "run_row", "run_table", "query_ap", "write_report"]
 
@@ -64,21 +66,41 @@ BENCH_PROFILES: dict[str, dict[str, Any]] = {
     "paper": dict(PROFILES["paper"]),
 }
 
-_COLUMNS = ["row", "table", "group", "bits", "seed", "test_mAP@100", "val_mAP@100", "supernet_s_per_epoch",
-            "search_s", "train_s_per_epoch", "infer_s_per_12.5k", "params", "run"]
+_COLUMNS = ["row", "dataset", "table", "group", "bits", "seed", "test_mAP@100", "val_mAP@100",
+            "supernet_s_per_epoch", "search_s", "search_wall_s", "train_s_per_epoch", "train_epochs",
+            "infer_s_per_12.5k", "params", "changed_cells", "cells", "run"]
 
 
-def _settings(row: Row, bits: int, seed: int, base: dict[str, Any]) -> RunSettings:
+def _from_scratch(row: Row) -> bool:
+    """Rows whose network starts from fresh weights (no supernet to inherit W* from)."""
+    return row.command in ("train", "method", "derive") or row.settings.get("strategy") == "random"
+
+
+def _settings(row: Row, bits: int, seed: int, base: dict[str, Any], work: Path | None = None) -> RunSettings:
     """The row's run settings. ``base["profile"]`` (set by :func:`main`) names the bench profile: under ``paper`` a
     method row takes its own paper's settings (:attr:`~avnas_nni.methods.HashingMethod.paper_settings`) wherever
-    ``base`` still holds the profile's value (a command-line flag that changed it wins)."""
+    ``base`` still holds the profile's value (a command-line flag that changed it wins).
+
+    Equal budgets: a row trained from scratch (:func:`_from_scratch`) trains for the supernet epochs plus the
+    fine-tune epochs, the weight-update epochs a searched row gets. Dataset-B rows read ``base["data_b"]``; a derive
+    row's architecture file lies under ``work``.
+    """
     base = dict(base)
     profile = base.pop("profile", None)
+    data_b = base.pop("data_b", None)
     values = {**base, **row.settings, **(row.quick if profile == "quick" else {}), "bits": bits,
               "seed": seed + row.seed_offset}
+    if row.dataset == "B":
+        if not data_b:
+            raise ValueError(f"row {row.name!r} runs on a second dataset: give --data-b")
+        values["data"] = data_b
     values.setdefault("strategy", "fixed")
-    if row.command in ("train", "method"):
+    if _from_scratch(row):
+        values["finetune_epochs"] = values["finetune_epochs"] + values["search_epochs"]
+    if row.command in ("train", "method", "derive"):
         values["strategy"] = "fixed"
+    if row.command == "derive":
+        values["arch"] = str(_derived_arch_path(work or Path("."), row, bits, seed))
     if row.command == "method" and profile == "paper":
         for key, value in METHODS[row.settings["method"]].paper_settings.items():
             if key not in row.settings and base.get(key) == BENCH_PROFILES["paper"].get(key):
@@ -90,6 +112,24 @@ def _run_dir(work: Path, row: Row, bits: int, seed: int) -> Path:
     return work / f"{row.slug}-{bits}b-s{seed}"
 
 
+def _derived_arch_path(work: Path, row: Row, bits: int, seed: int) -> Path:
+    return work / "derived" / f"{row.slug}-{bits}b-s{seed}.arch.json"
+
+
+def _derive(row: Row, bits: int, seed: int, work: Path) -> Path:
+    """Write a derive row's architecture (from its source row's finished run) where its settings point."""
+    source = _run_dir(work, ROWS[row.derive_from], bits, seed)
+    record = RunDir(source).read_arch()
+    sample, space = dict(record["arch"]), dict(record.get("space", {}))
+    if row.derive in ("visual", "audio"):
+        sample = single_modality(sample, row.derive, SELF_FUSION)
+        space["modalities"] = [row.derive]
+    path = _derived_arch_path(work, row, bits, seed)
+    atomic_write_text(path, json.dumps({"space": space, "arch": sample, "derived_from": str(source),
+                                        "derive": row.derive}, indent=2) + "\n")
+    return path
+
+
 def run_row(row: Row, bits: int, seed: int, base: dict[str, Any], work: Path, progress: bool = False,
             also_prune: tuple[str, ...] = ()) -> dict:
     """Run (or read back, or resume) one row at one code length and seed; return its CSV record.
@@ -97,7 +137,7 @@ def run_row(row: Row, bits: int, seed: int, base: dict[str, Any], work: Path, pr
     ``also_prune``: pruning rules of rows sharing this row's search (saved with it). A row with
     ``share_search_with`` reuses that row's finished search when it saved this row's rule, else searches itself.
     """
-    settings = _settings(row, bits, seed, base)
+    settings = _settings(row, bits, seed, base, work)
     out = _run_dir(work, row, bits, seed)
     cached = (out / "metrics.json").is_file()
     if cached:
@@ -108,7 +148,9 @@ def run_row(row: Row, bits: int, seed: int, base: dict[str, Any], work: Path, pr
         resume = (out / "settings.json").is_file()
         if resume:
             logger.info("%s, %d bits, seed %d: resuming %s", row.name, bits, seed, out)
-        command = {"search": run_search, "train": run_train, "method": run_method}[row.command]
+        if row.command == "derive":
+            _derive(row, bits, seed, work)
+        command = {"search": run_search, "train": run_train, "method": run_method, "derive": run_train}[row.command]
         extra: dict[str, Any] = {"also_prune": also_prune} if also_prune else {}
         if row.share_search_with is not None:
             source = _run_dir(work, ROWS[row.share_search_with], bits, seed)
@@ -116,15 +158,22 @@ def run_row(row: Row, bits: int, seed: int, base: dict[str, Any], work: Path, pr
                 extra["search_from"] = source
                 logger.info("%s, %d bits, seed %d: reusing the search of %s", row.name, bits, seed, source)
         metrics = command(settings, out, resume=resume, progress=progress, **extra)
+    supernet = metrics.get("supernet_seconds_per_epoch") or None
+    wall = metrics.get("search_seconds")
+    summary = read_json(out / "arch.json", "architecture").get("search_summary") or {}
     return {
-        "row": row.name, "table": row.table, "group": row.group, "bits": bits, "seed": seed,
-        "test_mAP@100": metrics["test_mAP@100"], "val_mAP@100": metrics["val_mAP@100"],
+        "row": row.shown_as, "dataset": row.dataset, "table": row.table, "group": row.group, "bits": bits,
+        "seed": seed, "test_mAP@100": metrics["test_mAP@100"], "val_mAP@100": metrics["val_mAP@100"],
         # Random search trains no supernet (its "epochs" average to 0): no entry rather than 0 s.
-        "supernet_s_per_epoch": metrics.get("supernet_seconds_per_epoch") or None,
-        "search_s": metrics.get("search_seconds"),
+        "supernet_s_per_epoch": supernet,
+        # the paper's "Search/time": search after the supernet's training (SPOS's evolution; 0 for DARTS, AV-NAS)
+        "search_s": None if wall is None else max(0.0, wall - (supernet or 0.0) * settings.search_epochs),
+        "search_wall_s": wall,
         "train_s_per_epoch": metrics.get("finetune_seconds_per_epoch", metrics.get("train_seconds_per_epoch")),
-        "infer_s_per_12.5k": metrics["infer_seconds_per_12.5k"], "params": metrics["params"], "run": str(out),
-        "cached": cached,
+        "train_epochs": settings.finetune_epochs,
+        "infer_s_per_12.5k": metrics["infer_seconds_per_12.5k"], "params": metrics["params"],
+        "changed_cells": summary.get("changed"), "cells": summary.get("cells") if "changed" in summary else None,
+        "run": str(out), "cached": cached,
     }
 
 
@@ -151,6 +200,9 @@ def run_table(rows: list[Row], bits: list[int], seeds: list[int], base: dict[str
     """
     ordered = [(row, b, s) for b in bits for row in rows for s in seeds]
     names = {row.name for row in rows}
+    missing = sorted({row.derive_from for row in rows if row.derive_from and row.derive_from not in names})
+    if missing:
+        raise ValueError(f"--rows: derived rows need their source row(s) {missing} selected too")
     # source row → pruning rules of the selected rows that reuse its search
     also: dict[str, tuple[str, ...]] = {}
     for row in rows:
@@ -158,8 +210,8 @@ def run_table(rows: list[Row], bits: list[int], seeds: list[int], base: dict[str
             rule = row.settings.get("prune", RunSettings.prune)
             also[row.share_search_with] = (*also.get(row.share_search_with, ()), rule)
     position = {(row.name, b, s): i for i, (row, b, s) in enumerate(ordered)}
-    waits_for = {i: position[(row.share_search_with, b, s)] for i, (row, b, s) in enumerate(ordered)
-                 if row.share_search_with in names}
+    waits_for = {i: position[(row.depends_on, b, s)] for i, (row, b, s) in enumerate(ordered)
+                 if row.depends_on in names}
     records: dict[int, dict] = {}
     with tqdm(total=len(ordered), desc="table2", unit="run", disable=None) as bar:
         def done(index: int, record: dict) -> None:
@@ -172,7 +224,7 @@ def run_table(rows: list[Row], bits: list[int], seeds: list[int], base: dict[str
             row, b, s = ordered[index]
             return row, b, s, base, work, progress, also.get(row.name, ())
 
-        if jobs <= 1:  # registry order: a shared search's source row comes before the rows reusing it
+        if jobs <= 1:  # registry order: a source row (shared search, derived architecture) comes before its users
             for index in sorted(range(len(ordered)), key=lambda i: (i in waits_for, i)):
                 row, b, s = ordered[index]
                 bar.set_postfix_str(f"{row.name}, {b} bits, seed {s}")
@@ -212,9 +264,8 @@ def _cell(values: pd.Series, digits: int = 4) -> str:
     values = values.dropna()
     if values.empty:
         return "–"
-    if len(values) == 1:
-        return f"{values.iloc[0]:.{digits}f}"
-    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+    mean, half = mean_ci95(values.to_numpy())
+    return f"{mean:.{digits}f}" if np.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
 
 
 def _paper(row: Row, bits: list[int]) -> list[str]:
@@ -227,64 +278,121 @@ def _paper(row: Row, bits: list[int]) -> list[str]:
 
 def _table_markdown(results: pd.DataFrame, table: str, bits: list[int]) -> str:
     timing_bits = 64 if 64 in bits else max(bits)
-    header = ([f"mAP@100 {b} bits" for b in bits]
+    datasets = sorted(results["dataset"].unique())
+    header = ([f"mAP@100 {d} {b} bits" for d in datasets for b in bits]
               + [f"paper {name} ({'/'.join(map(str, bits))})" for name in PAPER_DATASETS]
-              + [f"SuperNet s/epoch ({timing_bits})", "Search s", "Train s/epoch", "Infer s/12.5k",
-                 f"#Params ({timing_bits})"])
+              + [f"SuperNet s/epoch ({timing_bits})", "Search s", "Search wall s", "Train s/epoch", "Train epochs",
+                 "Infer s/12.5k", f"#Params ({timing_bits})"])
     lines = ["| Method | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
     for name in dict.fromkeys(results.loc[results["table"] == table, "row"]):
         row, runs = ROWS[name], results[results["row"] == name]
-        at = runs[runs["bits"] == timing_bits]
-        cells = [_cell(runs.loc[runs["bits"] == b, "test_mAP@100"]) for b in bits] + _paper(row, bits)
-        cells += [_cell(at["supernet_s_per_epoch"], 1), _cell(at["search_s"], 1), _cell(at["train_s_per_epoch"], 1),
+        home = runs[runs["dataset"] == row.dataset]  # timings of the row's own run, not of its cross-test
+        at = home[home["bits"] == timing_bits]
+        cells = [_cell(runs.loc[(runs["dataset"] == d) & (runs["bits"] == b), "test_mAP@100"])
+                 for d in datasets for b in bits] + _paper(row, bits)
+        cells += [_cell(at["supernet_s_per_epoch"], 1), _cell(at["search_s"], 1), _cell(at["search_wall_s"], 1),
+                  _cell(at["train_s_per_epoch"], 1), f"{int(at['train_epochs'].iloc[0])}" if len(at) else "–",
                   _cell(at["infer_s_per_12.5k"], 2), f"{int(at['params'].iloc[0]):,}" if len(at) else "–"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def _per_seed(results: pd.DataFrame, name: str, bits: int) -> pd.Series:
+    """Test mAP@100 of a row on dataset A, by seed (Random rows: one row per seed)."""
+    runs = results[(results["row"] == name) & (results["bits"] == bits) & (results["dataset"] == "A")]
+    return runs.groupby("seed")["test_mAP@100"].mean()
+
+
 def _mean_map(results: pd.DataFrame, name: str, bits: int) -> float | None:
-    values = results.loc[(results["row"] == name) & (results["bits"] == bits), "test_mAP@100"]
+    values = _per_seed(results, name, bits)
     return float(values.mean()) if len(values) else None
 
 
-def claims(results: pd.DataFrame, bits: list[int]) -> list[str]:
-    """The paper's claims, checked on these results: one line each, saying whether and by how much."""
-    lines = []
+def _paired(ours: pd.Series, theirs: pd.Series) -> tuple[float, float, int]:
+    """(mean, CI half-width, seeds) of the difference ours − theirs, paired by seed. mAP is the mean AP over the
+    test queries, so each seed's difference is the mean of its per-query paired differences."""
+    both = pd.concat([ours, theirs], axis=1, join="inner").dropna()
+    mean, half = mean_ci95((both.iloc[:, 0] - both.iloc[:, 1]).to_numpy())
+    return mean, half, len(both)
+
+
+def _verdict(mean: float, half: float) -> str:
+    if mean - half > 0:
+        return "holds"
+    if mean + half < 0:
+        return "does NOT hold (reversed)"
+    return "not shown (the 95 % CI includes 0)"
+
+
+def _claim(label: str, ours: pd.Series, others: dict[str, pd.Series]) -> str:
+    """One claim "ours > each of ``others``": holds when every paired difference's CI is above 0."""
+    parts, verdicts = [], []
+    for name, theirs in others.items():
+        mean, half, n = _paired(ours, theirs)
+        verdicts.append(_verdict(mean, half))
+        parts.append(f"{name} {mean:+.4f} ± {half:.4f}")
+    verdict = ("holds" if all(v == "holds" for v in verdicts) else
+               "does NOT hold" if any(v.startswith("does NOT") for v in verdicts) else "not shown")
+    return f"- {label}: **{verdict}** — AV-NAS − other (mean ± 95 % CI over {n} seeds): {'; '.join(parts)}."
+
+
+def claims(results: pd.DataFrame, bits: list[int], min_seeds: int = 3) -> list[str]:
+    """The paper's claims, checked on dataset A's results: one line each, saying whether and by how much.
+
+    A claim holds when the paired (by seed) difference's 95 % confidence interval excludes 0 in AV-NAS's
+    favour for every row it is compared with; with fewer than ``min_seeds`` seeds no claim is checked.
+    """
     avnas = "AV-NAS (Arch-1)"
-    nas = [name for name in dict.fromkeys(results["row"]) if ROWS[name].group == "nas"]
-    hashing = [name for name in dict.fromkeys(results["row"]) if ROWS[name].group == "expert-hashing"]
-    for b in bits:
-        ours = _mean_map(results, avnas, b)
-        if ours is None:
-            continue
-        for names, what, short in ((nas, "NAS baseline", "baseline"),
-                                   (hashing, "expert-designed video-hashing method", "method")):
-            if not names:
-                continue
-            best = max(names, key=lambda name: _mean_map(results, name, b) or -1.0)
-            margin = ours - (_mean_map(results, best, b) or 0.0)
-            verdict = "holds" if margin >= 0 else "does NOT hold"
-            lines.append(f"- AV-NAS ≥ every {what} ({b} bits): {verdict} — AV-NAS {ours:.4f} vs best "
-                         f"{short} {best} {ours - margin:.4f} ({margin:+.4f}).")
-        visual, audio = _mean_map(results, "Visual only", b), _mean_map(results, "Audio only", b)
-        if visual is not None and audio is not None:
-            verdict = "holds" if ours > visual > audio else "does NOT hold"
-            lines.append(f"- audio-visual > visual-only > audio-only ({b} bits): {verdict} — {ours:.4f} / "
-                         f"{visual:.4f} / {audio:.4f} (AV − V {ours - visual:+.4f}, V − A {visual - audio:+.4f}).")
+    seeds = results.loc[(results["row"] == avnas) & (results["dataset"] == "A"), "seed"].nunique()
+    if seeds == 0:
+        return []
+    if seeds < min_seeds:
+        lines = [f"- {seeds} seed(s): no claim checked (claims need ≥ {min_seeds} seeds; pass --seeds {min_seeds})."]
+    else:
+        lines = []
+    names = list(dict.fromkeys(results["row"]))
+    groups = {group: [n for n in names if ROWS[n].group == group] for group in ("nas", "expert-hashing", "expert")}
+    randoms = [n for n in names if ROWS[n].group == "random"]
+    for b in bits if seeds >= min_seeds else []:
+        ours = _per_seed(results, avnas, b)
+        for group, what in (("nas", "every NAS baseline"), ("expert-hashing", "every expert video-hashing method"),
+                            ("expert", "every expert network (Table 3)")):
+            if groups[group]:
+                lines.append(_claim(f"AV-NAS > {what} ({b} bits)", ours,
+                                    {n: _per_seed(results, n, b) for n in groups[group]}))
+        visual, audio = _per_seed(results, "Visual only", b), _per_seed(results, "Audio only", b)
+        if len(visual) and len(audio):
+            av_v, v_a = _paired(ours, visual), _paired(visual, audio)
+            verdicts = {_verdict(*av_v[:2]), _verdict(*v_a[:2])}
+            verdict = "holds" if verdicts == {"holds"} else "does NOT hold" if any(
+                v.startswith("does NOT") for v in verdicts) else "not shown"
+            lines.append(f"- audio-visual > visual-only > audio-only ({b} bits): **{verdict}** — AV − V "
+                         f"{av_v[0]:+.4f} ± {av_v[1]:.4f}, V − A {v_a[0]:+.4f} ± {v_a[1]:.4f}.")
+        changed = results[(results["row"] == avnas) & (results["bits"] == b) & (results["dataset"] == "A")]
+        if len(randoms) and changed["cells"].notna().all():
+            share = (changed["changed_cells"] / changed["cells"]).to_numpy()
+            random_mean = pd.concat([_per_seed(results, n, b) for n in randoms], axis=1).mean(axis=1)
+            mean, half, _ = _paired(ours, random_mean)
+            moved = bool((share >= 1 / 3).all())
+            verdict = "holds" if moved and _verdict(mean, half) == "holds" else (
+                "does NOT hold" if not moved or _verdict(mean, half).startswith("does NOT") else "not shown")
+            lines.append(f"- the search is informative ({b} bits): **{verdict}** — cells whose choice changed from "
+                         f"α's initial argmax: {', '.join(f'{x:.0%}' for x in share)} per seed (needs ≥ 33 %); "
+                         f"AV-NAS − mean of Random 1–5: {mean:+.4f} ± {half:.4f}.")
     timing_bits = 64 if 64 in bits else max(bits)
-    epochs = {name: results.loc[(results["row"] == name) & (results["bits"] == timing_bits), "supernet_s_per_epoch"]
-              for name in (avnas, "DARTS")}
+    epochs = {name: results.loc[(results["row"] == name) & (results["bits"] == timing_bits)
+                                & (results["dataset"] == "A"), "supernet_s_per_epoch"] for name in (avnas, "DARTS")}
     if all(len(v.dropna()) for v in epochs.values()):
         ratio = epochs[avnas].mean() / epochs["DARTS"].mean()
         verdict = "holds" if ratio < 1 else "does NOT hold"
         lines.append(f"- one-level supernet epoch < DARTS's ({timing_bits} bits): {verdict} — "
                      f"{epochs[avnas].mean():.1f} s vs {epochs['DARTS'].mean():.1f} s = {ratio:.2f}× "
-                     "(paper: 0.48×, 66 s vs 137 s on a V100).")
+                     "(paper: 0.48×, 66 s vs 137 s on a V100; runs side by side, so a timing, not a benchmark).")
     return lines
 
 
 def _seed_mean_ap(results: pd.DataFrame, name: str, bits: int) -> np.ndarray:
-    runs = results.loc[(results["row"] == name) & (results["bits"] == bits), "run"]
+    runs = results.loc[(results["row"] == name) & (results["bits"] == bits) & (results["dataset"] == "A"), "run"]
     return np.mean([query_ap(run) for run in runs], axis=0)
 
 
@@ -318,10 +426,15 @@ def write_report(results: pd.DataFrame, out: Path, bits: list[int], command: str
     parts = [
         "# AV-NAS Table 2 and Table 3, reproduced", "",
         f"Command: `{command}`  ", f"Machine: {machine()}  ",
-        f"Seeds: {', '.join(map(str, seeds))} (cells are mean ± std over seeds when there are several)  ",
-        "mAP@100 on the test queries against the retrieval set; times at the larger code length. "
-        "Paper columns: SPEC §6 (V100 GPU, real CLIP/AST features) — shape to compare, not numbers to match. "
-        "The paper gives Random 1–5 only as a range (ActivityNet 0.7447–0.8649, FCVID 0.8071–0.8880).",
+        f"Seeds: {', '.join(map(str, seeds))} (cells are mean ± 95 % CI half-width over seeds when there are "
+        "several)  ",
+        "mAP@100 on the test queries against the retrieval set; times at the larger code length, of the row's "
+        "own run. Dataset A plays ActivityNet's part, B FCVID's: Arch-1 is searched on A, Arch-2 on B, and each "
+        "architecture is also trained from scratch on the other (the paper's cross-test); Visual/Audio only are "
+        "Arch-1 with one branch and Self-Fusion (" + SELF_FUSION + ") in place of I1, I2, F. Rows trained from "
+        "scratch train for the supernet + fine-tune epochs (Train epochs). Search s: search after the supernet "
+        "(the paper's Search/time: SPOS's evolution; 0 for DARTS and AV-NAS); Search wall s: the strategy's whole "
+        "run. Paper columns: SPEC §6 (V100 GPU, real CLIP/AST features) — shape to compare, not numbers to match.",
     ]
     if notes:
         parts += ["", notes]
@@ -341,7 +454,9 @@ def write_report(results: pd.DataFrame, out: Path, bits: list[int], command: str
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="avnas bench table2", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="embedded", help="dataset JSON config, or 'embedded' (default)")
+    parser.add_argument("--data", default="embedded", help="dataset A: a JSON config, or 'embedded' (default)")
+    parser.add_argument("--data-b", help="dataset B (FCVID's part: Arch-2's search, the cross-test); default "
+                                         "'embedded-b' when --data is 'embedded'")
     parser.add_argument("--profile", default="quick", choices=sorted(BENCH_PROFILES))
     parser.add_argument("--rows", help=f"comma-separated rows (default: all): {', '.join(ROWS)}")
     parser.add_argument("--bits", default="32,64", help="code lengths (default 32,64)")
@@ -369,24 +484,28 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--jobs/--threads: expected positive integers, got {args.jobs}/{args.threads}")
         threads = args.threads or max(1, cores // jobs)
         torch.set_num_threads(threads)  # this process's own work (codes for the figures) and the machine line
-        base = {**BENCH_PROFILES[args.profile], "data": args.data, "device": args.device, "profile": args.profile}
+        data_b = args.data_b or ("embedded-b" if args.data == "embedded" else None)
+        base = {**BENCH_PROFILES[args.profile], "data": args.data, "device": args.device, "profile": args.profile,
+                "data_b": data_b}
         for name, value in (("search_epochs", args.epochs), ("finetune_epochs", args.finetune_epochs),
                             ("batch_size", args.batch_size)):
             if value is not None:
                 base[name] = value
-        _settings(rows[0], bits[0], args.seed, base)  # bad settings fail before any run starts
+        for row in rows:  # bad settings fail before any run starts
+            _settings(row, bits[0], args.seed, base)
         data_name = "embedded" if args.data == "embedded" else Path(args.data).stem
         work = args.work or Path("runs") / "table2" / f"{data_name}-{args.profile}"
         seeds = [args.seed + i for i in range(args.seeds)]
-        if args.data == "embedded":
-            embedded_config()  # generate the cached set once, before parallel runs would all race to
+        for name in {args.data, data_b} & set(EMBEDDED_SETS):
+            embedded_config(name)  # generate the cached sets once, before parallel runs would all race to
         started = time.perf_counter()
         results = run_table(rows, bits, seeds, base, work, jobs=jobs, threads=threads)
         minutes = (time.perf_counter() - started) / 60
         computed = int((~results.pop("cached")).sum())
         command = "python -m benchmarks.table2 " + shlex.join(argv if argv is not None else sys.argv[1:])
         notes = (f"Profile `{args.profile}`: " + ", ".join(f"{k} {base[k]}" for k in sorted(BENCH_PROFILES[
-            args.profile])) + f"; data `{args.data}`; {jobs} run(s) at a time, {threads} torch thread(s) each "
+            args.profile])) + f"; data A `{args.data}`, B `{data_b}`; {jobs} run(s) at a time, {threads} torch "
+            "thread(s) each "
             f"(times are per run, measured side by side). This invocation: {computed} of {len(results)} runs "
             f"computed, the rest read back from `{work}`, in {minutes:.1f} min.")
         own = [f"{row.name} {row.quick}" for row in rows if row.quick and args.profile == "quick"]
@@ -395,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         print(write_report(results, args.out, bits, command.strip(), notes))
         if not args.no_figures:
             from benchmarks.figures import write_figures
-            for path in write_figures(results, args.out, bits):
+            for path in write_figures(results[results["dataset"] == "A"], args.out, bits):
                 print(f"wrote {path}")
     except (AVNASError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
