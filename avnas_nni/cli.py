@@ -87,7 +87,8 @@ def _settings(args: argparse.Namespace, strategy: str):
     values = dict(PROFILES[args.profile])
     given = {"search_epochs": getattr(args, "epochs", None), "finetune_epochs": args.finetune_epochs,
              "batch_size": args.batch_size, "finetune_lr": args.finetune_lr, "finetune_eps": args.finetune_eps,
-             "search_lr": getattr(args, "lr", None)}
+             "search_lr": getattr(args, "lr", None), "alpha_policy": getattr(args, "alpha_policy", None),
+             "alpha_travel": getattr(args, "alpha_travel", None)}
     values.update({k: v for k, v in given.items() if v is not None})
     if strategy == "fixed":
         values["search_epochs"] = 0
@@ -167,6 +168,11 @@ def _add_training_args(p: argparse.ArgumentParser, search: bool) -> None:
     if search:
         p.add_argument("--epochs", type=int, help="supernet (coarse search) epochs (quick 3, paper 300)")
         p.add_argument("--lr", type=float, help="supernet weight learning rate (default 1e-3)")
+        p.add_argument("--alpha-policy", choices=("budget", "paper"),
+                       help="α's start and learning rate (DARTS, ProxylessNAS and AV-NAS alike): budget = N(0, 1e-3²) "
+                            "and lr ≥ travel / α steps (quick profile), paper = each strategy's published settings")
+        p.add_argument("--alpha-travel", type=float,
+                       help="budget policy: logits α may travel over the search (default 4)")
         p.add_argument("--preset", default="paper", help="search space preset: paper or authors")
         p.add_argument("--prune", default="argmax", choices=("argmax", "top2"),
                        help="argmax per cell (Arch-1) or the authors' top-2 M cells (Arch-2)")
