@@ -164,7 +164,8 @@ class _EpochLog(Callback):
                "seconds": round(time.perf_counter() - self._start, 3),
                "train_loss": _float(metrics.get("train_loss_epoch")), "val_mAP": _float(metrics.get("val_mAP"))}
         probs = self.probs_fn() if self.probs_fn is not None else None
-        if probs:
+        if probs:  # plain str keys: NNI's labels are a str subclass a weights-only checkpoint cannot hold
+            probs = {str(label): {str(name): float(p) for name, p in cell.items()} for label, cell in probs.items()}
             self.probs_rows.append({"epoch": trainer.current_epoch + 1, "probs": probs})
             row["alpha_entropy"] = summarise_search(cell_diagnostics(probs))["mean_entropy"]
         self.rows.append(row)

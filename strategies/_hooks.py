@@ -257,7 +257,7 @@ def _probs_of(alphas: dict[str, torch.nn.Parameter], model: torch.nn.Module) -> 
         label, candidates = getattr(module, "label", None), getattr(module, "names", None)
         if label in alphas and candidates is not None:
             names.setdefault(label, [str(c) for c in candidates])
-    return {label: dict(zip(names[label], torch.softmax(alphas[label].detach(), -1).tolist(), strict=True))
+    return {str(label): dict(zip(names[label], torch.softmax(alphas[label].detach(), -1).tolist(), strict=True))
             for label in sorted(alphas) if label in names}
 
 
