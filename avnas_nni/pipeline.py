@@ -21,6 +21,7 @@ from nni.nas.space import RawFormatModelSpace
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from avnas_nni.codes import sign_codes
+from avnas_nni.errors import SettingsError
 from avnas_nni.evaluator import HashingModule, encode, load_split, make_evaluator
 from avnas_nni.methods import METHODS, MethodModule, build_method
 from avnas_nni.metrics import retrieval_report
@@ -82,18 +83,18 @@ class RunSettings:
     def __post_init__(self):
         self.modalities = tuple(self.modalities)
         if self.strategy not in STRATEGIES and self.strategy != "fixed":
-            raise ValueError(f"unknown strategy {self.strategy!r}; expected one of {sorted(STRATEGIES)}")
+            raise SettingsError(f"unknown strategy {self.strategy!r}; expected one of {sorted(STRATEGIES)}")
         for name in ("bits", "batch_size", "search_epochs", "finetune_epochs"):
             value, least = getattr(self, name), 1 if name in ("bits", "batch_size") else 0
             if not isinstance(value, int) or value < least:
-                raise ValueError(f"{name}: expected an integer ≥ {least}, got {value!r}")
+                raise SettingsError(f"{name}: expected an integer ≥ {least}, got {value!r}")
         if self.prune not in ("argmax", "top2"):
-            raise ValueError(f"prune: expected 'argmax' (Arch-1) or 'top2' (Arch-2), got {self.prune!r}")
+            raise SettingsError(f"prune: expected 'argmax' (Arch-1) or 'top2' (Arch-2), got {self.prune!r}")
         if self.device not in ("cpu", "cuda", "auto"):
-            raise ValueError(f"device: expected cpu, cuda or auto, got {self.device!r}")
+            raise SettingsError(f"device: expected cpu, cuda or auto, got {self.device!r}")
         if self.method is not None:
             if self.method not in METHODS:
-                raise ValueError(f"method: expected one of {sorted(METHODS)}, got {self.method!r}")
+                raise SettingsError(f"method: expected one of {sorted(METHODS)}, got {self.method!r}")
             self.strategy = "fixed"  # a method's run searches nothing
 
     @classmethod
@@ -106,7 +107,7 @@ class RunSettings:
         if self.device == "auto":
             return "gpu" if torch.cuda.is_available() else "cpu"
         if self.device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device: cuda requested but torch sees no CUDA device")
+            raise SettingsError("device: cuda requested but torch sees no CUDA device")
         return "gpu" if self.device == "cuda" else "cpu"
 
 
@@ -406,7 +407,7 @@ def run_method(settings: RunSettings, out: str | Path, *, resume: bool = False, 
 def resolve_arch(arch: str | None, settings: RunSettings) -> tuple[dict[str, Any], dict[str, Any]]:
     """(space overrides, sample) of an expert name, ``NAME-visual``/``NAME-audio``, or an arch.json path."""
     if not arch:
-        raise ValueError("arch: expected an expert name (transformer, transformer_plus, mamba, with an optional "
+        raise SettingsError("arch: expected an expert name (transformer, transformer_plus, mamba, with an optional "
                          "-visual/-audio suffix) or a path to an arch.json")
     name, _, modality = arch.partition("-")
     if modality in ("visual", "audio") or (not modality and not arch.endswith(".json")):

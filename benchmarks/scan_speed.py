@@ -189,15 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     for name in ("batch", "length", "dim", "d_state", "threads", "repeats"):
         if getattr(args, name) < 1:
-            flag = name.replace("_", "-")
-            print(f"scan_speed: --{flag} must be >= 1, got {getattr(args, name)}", file=sys.stderr)
-            return 2
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("scan_speed: --device cuda: no CUDA device is visible", file=sys.stderr)
-        return 2
+        parser.error("--device cuda: no CUDA device is visible")
     result = run_benchmark(args.batch, args.length, args.dim, args.d_state, args.threads, args.repeats, args.seed,
                            args.device)
     print(

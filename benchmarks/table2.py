@@ -357,16 +357,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/table2"))
     parser.add_argument("--no-figures", action="store_true", help="tables only")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Bad arguments are usage errors, as in every avnas command: argparse's message and exit code 2.
     try:
         bits = sorted({int(b) for b in args.bits.split(",")})
+    except ValueError:
+        parser.error(f"--bits: expected comma-separated integers, got {args.bits!r}")
+    try:
         rows = select_rows(args.rows)
-        if args.seeds < 1:
-            raise ValueError(f"--seeds: expected a positive integer, got {args.seeds}")
-        cores = os.cpu_count() or 1
-        jobs = args.jobs if args.jobs is not None else (cores if args.device == "cpu" else 1)
-        if jobs < 1 or (args.threads is not None and args.threads < 1):
-            raise ValueError(f"--jobs/--threads: expected positive integers, got {args.jobs}/{args.threads}")
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.seeds < 1:
+        parser.error(f"--seeds: expected a positive integer, got {args.seeds}")
+    cores = os.cpu_count() or 1
+    jobs = args.jobs if args.jobs is not None else (cores if args.device == "cpu" else 1)
+    if jobs < 1 or (args.threads is not None and args.threads < 1):
+        parser.error(f"--jobs/--threads: expected positive integers, got {args.jobs}/{args.threads}")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
         threads = args.threads or max(1, cores // jobs)
         torch.set_num_threads(threads)  # this process's own work (codes for the figures) and the machine line
         base = {**BENCH_PROFILES[args.profile], "data": args.data, "device": args.device, "profile": args.profile}
@@ -397,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks.figures import write_figures
             for path in write_figures(results, args.out, bits):
                 print(f"wrote {path}")
-    except (AVNASError, ValueError) as exc:
+    except AVNASError as exc:  # bad settings or data, a run directory made otherwise; anything else is a bug
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -54,7 +54,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from avnas_nni.errors import AVNASError, VideoError
+from avnas_nni.errors import AVNASError, SettingsError, VideoError
 from avnas_nni.extract.backbones import AstAudioEncoder, ClipVisualEncoder
 from avnas_nni.extract.video import AUDIO_RATE, decode_video, silence_segments
 
@@ -156,7 +156,7 @@ def featurize(
         The video is unusable (or has no audio and ``missing_audio="skip"``).
     """
     if missing_audio not in MISSING_AUDIO:
-        raise ValueError(f"missing_audio must be one of {', '.join(MISSING_AUDIO)}, got {missing_audio!r}")
+        raise SettingsError(f"missing_audio must be one of {', '.join(MISSING_AUDIO)}, got {missing_audio!r}")
     _check_encoders(visual_encoder, audio_encoder)
     decoded = decode_video(path, frames=frames, size=visual_encoder.image_size, audio=True)
     notes = list(decoded.notes)
@@ -672,11 +672,11 @@ def extract_features(
     from tqdm import tqdm
 
     if frames < 1:
-        raise ValueError(f"frames must be at least 1, got {frames}")
+        raise SettingsError(f"frames must be at least 1, got {frames}")
     if missing_audio not in MISSING_AUDIO:
-        raise ValueError(f"missing audio must be one of {', '.join(MISSING_AUDIO)}, got {missing_audio!r}")
+        raise SettingsError(f"missing audio must be one of {', '.join(MISSING_AUDIO)}, got {missing_audio!r}")
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(f"val and test fractions must be >= 0 with a sum below 1, got {val_fraction} and "
+        raise SettingsError(f"val and test fractions must be >= 0 with a sum below 1, got {val_fraction} and "
                          f"{test_fraction}")
     out_dir = Path(out).expanduser()
     sources = discover_videos(videos)
