@@ -562,8 +562,10 @@ def _complete_ids(out: Path, m: int, d: int) -> dict[str, dict[str, Any]]:
                     "notes": json.loads(str(v_group.attrs.get("notes", "[]"))),
                     "audio": str(a_group.attrs["audio"]),
                 }
-            except (OSError, KeyError, ValueError, RuntimeError):
-                continue  # damaged entry: rewritten
+            except (OSError, KeyError, ValueError, RuntimeError) as exc:  # h5py's errors for a damaged entry
+                logger.warning("%s: video %r is damaged and will be extracted again (%s)", out, vid,
+                               " ".join(str(exc).split())[:120])
+                continue
     return complete
 
 
@@ -716,6 +718,8 @@ def extract_features(
                          resumed=True)
             report.extracted.append(entry)
             continue
+        # An unusable video is skipped; anything else (a backbone bug, out of memory) stops the run, and a rerun
+        # resumes after the videos written so far.
         try:
             features = featurize(source.path, visual_encoder, audio_encoder, frames=frames,
                                  missing_audio=missing_audio)
@@ -724,12 +728,7 @@ def extract_features(
             prefix = f"{source.path}: "
             report.skipped.append({"id": source.id, "path": str(source.path),
                                    "reason": reason[len(prefix):] if reason.startswith(prefix) else reason})
-            logger.debug("skipped %s", exc)
-            continue
-        except Exception as exc:  # one bad video must not stop the run
-            logger.debug("featurizing %s failed", source.path, exc_info=True)
-            report.skipped.append({"id": source.id, "path": str(source.path),
-                                   "reason": f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"})
+            logger.warning("skipped %s", exc)
             continue
         if not config_removed:
             # From here the HDF5 files change: no config may point at them until they are whole again.
