@@ -36,6 +36,7 @@ def test_the_tree_keeps_the_import_rules():
     ("strategies/_hooks.py", "from avnas_nni.evaluator import HashingModule", "strategies are generic"),
     ("avnas_nni/ops/registry.py", "import avnas_nni.metrics", "ops import torch only"),
     ("avnas_nni/metrics.py", "def _face():\n    import benchmarks.table2", "nothing imports the benchmarks"),
+    ("avnas_nni/methods/bth.py", "from avnas_nni.methods.conmh import ConMH", "methods are independent"),
 ])
 def test_a_broken_rule_fails(tmp_path, module, line, contract):
     for package in PACKAGES:
