@@ -57,6 +57,7 @@ import numpy as np
 from avnas_nni.errors import AVNASError, SettingsError, VideoError
 from avnas_nni.extract.backbones import AstAudioEncoder, ClipVisualEncoder
 from avnas_nni.extract.video import AUDIO_RATE, decode_video, silence_segments
+from avnas_nni.runs import atomic_write_text
 
 __all__ = [
     "MISSING_AUDIO",
@@ -515,12 +516,6 @@ class ExtractReport:
 
 
 # ------------------------------------------------------------------------------------------------ files
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _open_existing(path: Path) -> h5py.File | None:
     if not path.exists():
         return None
@@ -593,7 +588,7 @@ def _write_layout(out: Path, entries: list[dict[str, Any]], class_names: list[st
             for e in sorted(entries, key=lambda e: e["id"])
             if e["split"] == split
         ]
-        _write_atomic(out / f"{split}.txt", "\n".join(lines) + "\n")
+        atomic_write_text(out / f"{split}.txt", "\n".join(lines) + "\n")
     config = {
         "Image": VISUAL_NAME,
         "Audio": AUDIO_NAME,
@@ -606,12 +601,12 @@ def _write_layout(out: Path, entries: list[dict[str, Any]], class_names: list[st
         "class_names": class_names,
     }
     config_path = out / CONFIG_NAME
-    _write_atomic(config_path, json.dumps(config, indent=2) + "\n")
+    atomic_write_text(config_path, json.dumps(config, indent=2) + "\n")
     return config_path
 
 
 def _write_report(report: ExtractReport) -> None:
-    _write_atomic(report.out / REPORT_NAME, json.dumps(report.to_dict(), indent=2) + "\n")
+    atomic_write_text(report.out / REPORT_NAME, json.dumps(report.to_dict(), indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------------------------- the run
