@@ -102,7 +102,8 @@ class AVNASSpace(ModelSpace):
         modalities = tuple(modalities)
         if not modalities or len(set(modalities)) != len(modalities) or set(modalities) - set(MODALITIES):
             raise SettingsError(f"modalities: expected 'visual', 'audio' or both, got {modalities!r}")
-        for name, value in (("dim", dim), ("length", length), ("bits", bits), ("expand", expand)):
+        for name, value in (("dim", dim), ("length", length), ("bits", bits), ("expand", expand),
+                            ("kernel_size", kernel_size), ("d_state", d_state)):
             if not isinstance(value, int) or value <= 0:
                 raise SettingsError(f"{name}: expected a positive integer, got {value!r}")
         self.dim, self.length, self.bits, self.modalities = dim, length, bits, modalities

@@ -71,6 +71,8 @@ def test_user_errors_are_one_line_exit_2(tmp_path, capsys):
     assert cli.main(["space", "--preset", "nope"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("avnas: error: unknown preset 'nope'")
+    assert cli.main(["space", "--kernel-size", "0"]) == 2
+    assert capsys.readouterr().err == "avnas: error: kernel_size: expected a positive integer, got 0\n"
     assert cli.main(["data", "synth", "--out", str(tmp_path / "s"), "--classes", "1"]) == 2
     assert capsys.readouterr().err == "avnas: error: num_class must be at least 2, got 1\n"
     with pytest.raises(ValueError, match="bits"):  # a SettingsError is still a ValueError for library callers
