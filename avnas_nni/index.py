@@ -121,6 +121,7 @@ def _check_codes(codes: np.ndarray, bits: int, where: str) -> None:
 def _atomic_path(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.fchmod(handle, 0o644)  # mkstemp's 0600 would otherwise stick to the published file
     os.close(handle)
     return Path(tmp)
 
@@ -281,6 +282,7 @@ class HashIndex:
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        tmp.chmod(0o755)  # mkdtemp's 0700 would otherwise stick to the published directory
         try:
             _faiss().write_index_binary(self.index, str(tmp / "index.faiss"))
             write_codes(tmp / "codes.h5", self.codes)
