@@ -21,7 +21,7 @@ from nni.nas.space import RawFormatModelSpace
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from avnas_nni.codes import sign_codes
-from avnas_nni.errors import SettingsError
+from avnas_nni.errors import DataError, SettingsError
 from avnas_nni.evaluator import HashingModule, encode, load_split, make_evaluator
 from avnas_nni.methods import METHODS, MethodModule, build_method
 from avnas_nni.metrics import retrieval_report
@@ -477,7 +477,15 @@ def load_run_model(path: str | Path) -> tuple[torch.nn.Module, RunSettings, dict
 
 def evaluate_run(path: str | Path, split: str = "test", data: str | None = None) -> dict[str, Any]:
     """Retrieval metrics of a finished run on ``split`` (database: the retrieval list)."""
-    model, settings, _ = load_run_model(path)
+    model, settings, record = load_run_model(path)
     if data:
         settings.data = data
+        # Another dataset must have the features the network was built for: a user error, named before the
+        # network sees a batch of the wrong shape.
+        shape = record.get("kwargs", {}) if "method" in record else record.get("space", {})
+        expected = (shape.get("length"), shape.get("dim"))
+        visual, _, _ = load_split(data, split)
+        if None not in expected and tuple(visual.shape[1:]) != expected:
+            raise DataError(f"{data}: features are (m={visual.shape[1]}, d={visual.shape[2]}); the network of "
+                            f"{path} expects (m={expected[0]}, d={expected[1]})")
     return _test(model, settings, (split,))[split]
