@@ -1,7 +1,10 @@
 """The ``avnas`` command line: ``data synth|check``, ``space``, ``search``, ``train``, ``evaluate``, ``encode``,
 ``index build``, ``query``, ``compare``, ``nas``, ``bench``.
 
-Every user error (bad data, unknown preset, bad settings) ends as one line on stderr and exit code 2.
+Exit codes: 0 done; 2 a user error (an :class:`~avnas_nni.errors.AVNASError`: bad data, unknown preset, bad
+settings), one line on stderr, or a usage error from argparse (also of ``avnas bench NAME``); 3 a training loss
+that became NaN; 130 interrupted (Ctrl-C); 1 anything else, which is a bug: one line naming it, or with ``-v``
+its traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import importlib
 import json
 import logging
 import sys
+import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -247,7 +251,9 @@ def _query_codes(args: argparse.Namespace, index) -> tuple[list[str], object, ob
     if args.id:
         return list(args.id), *index.search_ids(args.id, args.k)
     if not (args.run and args.clip and args.ast):
-        raise ValueError("--video needs --run (the network that made the index), --clip and --ast (local "
+        from avnas_nni.errors import SettingsError
+
+        raise SettingsError("--video needs --run (the network that made the index), --clip and --ast (local "
                          "weight directories, as for 'avnas extract')")
     from avnas_nni.extract import AstAudioEncoder, ClipVisualEncoder, featurize_video
     from avnas_nni.hashing import RunEncoder
@@ -456,17 +462,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         code = args.func(args)
-    except (KeyboardInterrupt, SystemExit):  # Lightning answers Ctrl-C with a graceful shutdown and sys.exit(1)
-        print("avnas: interrupted; the last finished epoch is checkpointed: rerun the same command with --resume",
-              file=sys.stderr)
-        return 130
+    except SystemExit as exc:
+        # Lightning answers Ctrl-C with a graceful shutdown and sys.exit(1) while handling the KeyboardInterrupt;
+        # any other SystemExit is argparse's (avnas bench NAME --help, a bad benchmark argument): keep its code.
+        if not isinstance(exc.__context__, KeyboardInterrupt):
+            raise
+        return _interrupted()
+    except KeyboardInterrupt:
+        return _interrupted()
     except FloatingPointError as exc:
         print(f"avnas: error: {exc}; the last good epoch is checkpointed in the run directory", file=sys.stderr)
         return 3
-    except (AVNASError, ValueError) as exc:
+    except AVNASError as exc:
         print(f"avnas: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a bug, not the user's input: say so, with the traceback when asked
+        if args.verbose:
+            traceback.print_exc()
+        print(f"avnas: internal error: {type(exc).__name__}: {exc}"
+              + ("" if args.verbose else " (rerun with -v for the traceback)"), file=sys.stderr)
+        return 1
     return code or 0
+
+
+def _interrupted() -> int:
+    print("avnas: interrupted; the last finished epoch is checkpointed: rerun the same command with --resume",
+          file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":

@@ -61,10 +61,31 @@ def _registry_port(directory: Path) -> int | None:
     return None
 
 
-def _metric(value: str) -> Any:
-    # NNI stores the trial's JSON-serialised metric as a JSON string: decode twice.
-    decoded = json.loads(value)
-    return json.loads(decoded) if isinstance(decoded, str) else decoded
+def _metric(value: str, trial_id: str) -> Any:
+    """A trial's final metric; a malformed one is named at warning level and read as missing (None)."""
+    try:
+        decoded = json.loads(value)
+        # NNI stores the trial's JSON-serialised metric as a JSON string: decode twice.
+        return json.loads(decoded) if isinstance(decoded, str) else decoded
+    except (json.JSONDecodeError, TypeError) as exc:
+        logger.warning("trial %s: malformed final metric, read as missing (%s): %.80r", trial_id, exc, value)
+        return None
+
+
+def _parameters(text: str, trial_id: str) -> dict[str, Any]:
+    """A trial's parameters from NNI's ``{"parameters": {...}, ...}`` record; a malformed one is named at warning
+    level and read as none."""
+    try:
+        record = json.loads(text)
+    except (json.JSONDecodeError, TypeError) as exc:
+        logger.warning("trial %s: malformed parameter record, read as none (%s): %.80r", trial_id, exc, text)
+        return {}
+    parameters = record.get("parameters", {}) if isinstance(record, dict) else None
+    if not isinstance(parameters, dict):
+        logger.warning("trial %s: parameter record without a 'parameters' object, read as none: %.80r",
+                       trial_id, text)
+        return {}
+    return parameters
 
 
 def _new_trial(trial_id: str) -> dict[str, Any]:
@@ -88,14 +109,11 @@ def _trials_from_db(database: Path) -> list[dict[str, Any]]:
         trial = trials.setdefault(trial_id, _new_trial(trial_id))
         trial["status"] = event
         if event == "WAITING" and data:
-            try:
-                trial["parameters"] = json.loads(data).get("parameters", {})
-            except (json.JSONDecodeError, AttributeError):
-                pass
+            trial["parameters"] = _parameters(data, trial_id)
     for trial_id, kind, _, data in metrics:
         trial = trials.setdefault(trial_id, _new_trial(trial_id))
         if kind == "FINAL":
-            trial["final"] = _metric(data)
+            trial["final"] = _metric(data, trial_id)
         else:
             trial["intermediate"] += 1
     return list(trials.values())
@@ -112,13 +130,11 @@ def _trials_from_rest(port: int) -> list[dict[str, Any]]:
     for job in _get(f"{base}/trial-jobs"):
         parameters = {}
         for text in job.get("hyperParameters") or []:
-            try:
-                parameters = json.loads(text).get("parameters", {})
-            except (json.JSONDecodeError, AttributeError):
-                pass
+            parameters = _parameters(text, job["trialJobId"])
         final = job.get("finalMetricData") or []
         trials.append({"trial": job["trialJobId"], "status": job.get("status"), "parameters": parameters,
-                       "final": _metric(final[-1]["data"]) if final else None, "intermediate": None})
+                       "final": _metric(final[-1]["data"], job["trialJobId"]) if final else None,
+                       "intermediate": None})
     return trials
 
 

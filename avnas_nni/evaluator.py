@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from avnas_nni.codes import sign_codes
 from avnas_nni.data import SPLITS, TripletSampler, load_dataset
 from avnas_nni.loss import info_nce
-from avnas_nni.metrics import mean_average_precision
+from avnas_nni.metrics import leave_one_out_map, mean_average_precision
 
 __all__ = ["SplitIndex", "HashingModule", "load_split", "encode", "make_evaluator", "SPLIT_IDS"]
 
@@ -197,10 +197,8 @@ class HashingModule(LightningModule):
         codes = sign_codes(self.model(visual[idx].to(self.device), audio[idx].to(self.device)).float().cpu())
         codes, batch_labels = codes.numpy(), labels[idx.numpy()]
         if len(idx) > 1:  # leave-one-out retrieval inside the batch, with this batch's architecture
-            dist = 0.5 * (codes.shape[1] - codes.astype(np.float32) @ codes.T.astype(np.float32))
-            np.fill_diagonal(dist, np.inf)
-            ap = _batch_ap(dist, batch_labels)
-            self.log("val_batch_mAP", float(ap), on_step=True, on_epoch=False, batch_size=len(idx))
+            ap = leave_one_out_map(codes, batch_labels)
+            self.log("val_batch_mAP", ap, on_step=True, on_epoch=False, batch_size=len(idx))
 
     def on_validation_epoch_end(self):
         score = self.retrieval_map(self.query_split)
@@ -229,17 +227,6 @@ class HashingModule(LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.model.parameters(), lr=self.lr, eps=self.eps, weight_decay=self.weight_decay)
-
-
-def _batch_ap(dist: np.ndarray, labels: np.ndarray) -> float:
-    """Mean over the batch of the hits-normalised AP of each item against the others (ties by index)."""
-    order = np.argsort(dist, axis=1, kind="stable")[:, :-1]  # drop self (distance inf, sorted last)
-    relevant = (labels[:, None, :] & labels[order]).any(-1)
-    hits = np.cumsum(relevant, axis=1)
-    ranks = np.arange(1, order.shape[1] + 1)
-    n_hits = relevant.sum(1)
-    ap = np.where(n_hits > 0, (relevant * hits / ranks).sum(1) / np.maximum(n_hits, 1), 0.0)
-    return float(ap.mean())
 
 
 def make_evaluator(data: str = "embedded", *, max_epochs: int = 1, batch_size: int = 128, accelerator: str = "cpu",

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from avnas_nni.codes import pack_codes, sign_codes
 from avnas_nni.data import SPLITS, DataError, load_dataset
+from avnas_nni.errors import SettingsError
 from avnas_nni.evaluator import encode as encode_features
 from avnas_nni.index import CodeSet
 from avnas_nni.pipeline import load_run_model
@@ -71,9 +72,9 @@ class RunEncoder:
             Wall time of reading + encoding, for the videos/s figure.
         """
         if split != "all" and split not in SPLITS:
-            raise ValueError(f"--split: expected 'all' or one of {', '.join(SPLITS)}, got {split!r}")
+            raise SettingsError(f"--split: expected 'all' or one of {', '.join(SPLITS)}, got {split!r}")
         if batch_size < 1:
-            raise ValueError(f"--batch-size: expected a positive integer, got {batch_size}")
+            raise SettingsError(f"--batch-size: expected a positive integer, got {batch_size}")
         dataset = load_dataset(data, validate=False)  # read() checks every video it touches
         self.check_shape(dataset.m, dataset.d, str(dataset.config_path))
         names = SPLITS if split == "all" else (split,)

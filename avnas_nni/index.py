@@ -42,7 +42,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from avnas_nni.errors import AVNASError
+from avnas_nni.errors import AVNASError, SettingsError
 
 __all__ = ["INDEX_KINDS", "CodeSet", "HashIndex", "IndexFileError", "write_codes", "read_codes"]
 
@@ -121,6 +121,7 @@ def _check_codes(codes: np.ndarray, bits: int, where: str) -> None:
 def _atomic_path(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.fchmod(handle, 0o644)  # mkstemp's 0600 would otherwise stick to the published file
     os.close(handle)
     return Path(tmp)
 
@@ -212,9 +213,9 @@ class HashIndex:
             Flipped bits probed around a query's key (``hash``, ``multihash``).
         """
         if kind not in INDEX_KINDS:
-            raise ValueError(f"index kind: expected one of {', '.join(INDEX_KINDS)}, got {kind!r}")
+            raise SettingsError(f"index kind: expected one of {', '.join(INDEX_KINDS)}, got {kind!r}")
         if codes.bits % 8:
-            raise ValueError(f"faiss binary indexes need a code length that is a multiple of 8, got {codes.bits}")
+            raise SettingsError(f"faiss binary indexes need a code length that is a multiple of 8, got {codes.bits}")
         faiss = _faiss()
         params: dict[str, int] = {}
         if kind == "flat":
@@ -223,10 +224,10 @@ class HashIndex:
             tables = nhash if kind == "multihash" else 1
             b = hash_bits or min(16, codes.bits // tables)
             if not 1 <= b <= min(24, codes.bits // tables):
-                raise ValueError(f"hash_bits: expected 1…{min(24, codes.bits // tables)} for {codes.bits}-bit codes "
+                raise SettingsError(f"hash_bits: expected 1…{min(24, codes.bits // tables)} for {codes.bits}-bit codes "
                                  f"and {tables} table(s), got {b}")
             if nflip < 0:
-                raise ValueError(f"nflip: expected ≥ 0, got {nflip}")
+                raise SettingsError(f"nflip: expected ≥ 0, got {nflip}")
             if kind == "hash":
                 index = faiss.IndexBinaryHash(codes.bits, b)
             else:
@@ -251,7 +252,7 @@ class HashIndex:
         queries = np.ascontiguousarray(queries)
         _check_codes(queries, self.bits, "queries")
         if k < 1:
-            raise ValueError(f"k: expected a positive integer, got {k}")
+            raise SettingsError(f"k: expected a positive integer, got {k}")
         k = min(k, len(self)) or 1
         distances, positions = self.index.search(queries, k)
         # Fixed order among equal distances (faiss's heap leaves it arbitrary); misses (-1) go last.
@@ -281,6 +282,7 @@ class HashIndex:
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        tmp.chmod(0o755)  # mkdtemp's 0700 would otherwise stick to the published directory
         try:
             _faiss().write_index_binary(self.index, str(tmp / "index.faiss"))
             write_codes(tmp / "codes.h5", self.codes)

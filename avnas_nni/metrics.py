@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_KS",
     "mean_ci95",
     "average_precision_at_k",
+    "leave_one_out_map",
     "mean_average_precision",
     "precision_recall_at_k",
     "pr_curve",
@@ -349,6 +350,47 @@ def mean_average_precision(
         query_codes, database_codes, query_labels, database_labels, topk, normalize, memory_mb
     )
     return float(per_query.mean())
+
+
+def leave_one_out_map(codes: Any, labels: Any, topk: int | None = None, normalize: Normalize = "hits") -> float:
+    """mAP of every item against the others of the same (small) set, e.g. one validation batch.
+
+    Item ``i`` is the query and the other items, in their stored order, are the database; everything else
+    (ranking, ties by index, ``K_eff``, ``normalize``) is :func:`mean_average_precision`, so the result
+    equals ``mean_i average_precision_at_k(codes[i], codes[others], labels[i], labels[others])``. The whole
+    (n, n) distance matrix is built at once: meant for batches, not for a database.
+
+    Parameters
+    ----------
+    codes : array_like or torch.Tensor
+        ±1 codes (n, q) or packed uint8 codes, n ≥ 2.
+    labels : array_like or torch.Tensor
+        Class ids (n,) or multi-hot (n, C).
+    topk : int or None
+        The cut-off K; ``None`` (default) ranks all ``n - 1`` others.
+    normalize : {"hits", "k"}
+        The AP denominator, as in :func:`mean_average_precision`.
+
+    Returns
+    -------
+    float
+        The mean AP over the ``n`` items, in [0, 1].
+    """
+    where = "leave_one_out_map"
+    normalize = _check_normalize(normalize, where)
+    packed, _ = _prepare_one_code_set(codes, "codes", where)
+    n = packed.shape[0]
+    if n < 2:
+        raise ValueError(f"{where}: need at least 2 items (one query and one other), got {n}")
+    k_eff = n - 1 if topk is None else min(_check_cutoff(topk, "topk", where), n - 1)
+    relevance = _prepare_labels(labels, labels, n, n, where)
+    words = _as_words(packed)
+    # The ranking key of _iter_top_k (distance * n + index); the item itself gets a key above every other, so
+    # after the sort it is the dropped last column.
+    key = _hamming_words(words, words).astype(np.int64) * n + np.arange(n)
+    np.fill_diagonal(key, np.iinfo(np.int64).max)
+    index = (np.sort(key, axis=1)[:, :k_eff]) % n
+    return float(_average_precision_rows(relevance.top_k(slice(0, n), index), normalize, k_eff).mean())
 
 
 def _precision_recall_from_hits(

@@ -15,6 +15,7 @@ from typing import Any
 from nni.nas.experiment import NasExperiment
 from nni.nas.strategy import Random, RegularizedEvolution
 
+from avnas_nni.errors import SettingsError
 from avnas_nni.evaluator import make_evaluator
 from avnas_nni.pipeline import RunSettings, build_space
 
@@ -39,10 +40,11 @@ def run_multitrial(strategy: str, settings: RunSettings, *, port: int = 8080, tr
     settings. ``keep_running`` leaves the web UI up after the last trial (stop it with ``nnictl stop ID``).
     """
     if strategy not in MULTI_TRIAL_STRATEGIES:
-        raise ValueError(f"unknown multi-trial strategy {strategy!r}; expected one of {sorted(MULTI_TRIAL_STRATEGIES)}")
+        raise SettingsError(f"unknown multi-trial strategy {strategy!r}; "
+                            f"expected one of {sorted(MULTI_TRIAL_STRATEGIES)}")
     for name, value in (("trials", trials), ("concurrency", concurrency), ("port", port)):
         if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+            raise SettingsError(f"{name}: expected a positive integer, got {value!r}")
     space = build_space(settings)
     evaluator = make_evaluator(settings.data, max_epochs=settings.finetune_epochs, batch_size=settings.batch_size,
                                accelerator=settings.accelerator, lr=settings.finetune_lr, eps=settings.finetune_eps,

@@ -21,6 +21,7 @@ from nni.nas.space import RawFormatModelSpace
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from avnas_nni.codes import sign_codes
+from avnas_nni.errors import DataError, SettingsError
 from avnas_nni.evaluator import HashingModule, encode, load_split, make_evaluator
 from avnas_nni.methods import METHODS, MethodModule, build_method
 from avnas_nni.metrics import retrieval_report
@@ -28,6 +29,7 @@ from avnas_nni.runs import RunDir, RunError, load_weights, read_json, save_weigh
 from search_spaces import AVNASSpace, check_sample, get_expert, single_modality
 from strategies import (
     ALPHA_STRATEGIES,
+    DEFAULT_ALPHA_INIT_STD,
     STRATEGIES,
     cell_diagnostics,
     indecision_warning,
@@ -35,7 +37,6 @@ from strategies import (
     prune,
     summarise_search,
 )
-from strategies._hooks import DEFAULT_ALPHA_INIT_STD
 
 __all__ = ["PROFILES", "RunSettings", "check_settings", "shares_search", "run_search", "run_train", "run_method",
            "evaluate_run", "build_space", "load_run_model"]
@@ -104,22 +105,22 @@ class RunSettings:
     def __post_init__(self):
         self.modalities = tuple(self.modalities)
         if self.strategy not in STRATEGIES and self.strategy != "fixed":
-            raise ValueError(f"unknown strategy {self.strategy!r}; expected one of {sorted(STRATEGIES)}")
+            raise SettingsError(f"unknown strategy {self.strategy!r}; expected one of {sorted(STRATEGIES)}")
         for name in ("bits", "batch_size", "search_epochs", "finetune_epochs"):
             value, least = getattr(self, name), 1 if name in ("bits", "batch_size") else 0
             if not isinstance(value, int) or value < least:
-                raise ValueError(f"{name}: expected an integer ≥ {least}, got {value!r}")
+                raise SettingsError(f"{name}: expected an integer ≥ {least}, got {value!r}")
         if self.alpha_policy not in ALPHA_POLICIES:
-            raise ValueError(f"alpha_policy: expected one of {ALPHA_POLICIES}, got {self.alpha_policy!r}")
+            raise SettingsError(f"alpha_policy: expected one of {ALPHA_POLICIES}, got {self.alpha_policy!r}")
         if not self.alpha_travel > 0:
-            raise ValueError(f"alpha_travel: expected a positive number of logits, got {self.alpha_travel!r}")
+            raise SettingsError(f"alpha_travel: expected a positive number of logits, got {self.alpha_travel!r}")
         if self.prune not in ("argmax", "top2"):
-            raise ValueError(f"prune: expected 'argmax' (Arch-1) or 'top2' (Arch-2), got {self.prune!r}")
+            raise SettingsError(f"prune: expected 'argmax' (Arch-1) or 'top2' (Arch-2), got {self.prune!r}")
         if self.device not in ("cpu", "cuda", "auto"):
-            raise ValueError(f"device: expected cpu, cuda or auto, got {self.device!r}")
+            raise SettingsError(f"device: expected cpu, cuda or auto, got {self.device!r}")
         if self.method is not None:
             if self.method not in METHODS:
-                raise ValueError(f"method: expected one of {sorted(METHODS)}, got {self.method!r}")
+                raise SettingsError(f"method: expected one of {sorted(METHODS)}, got {self.method!r}")
             self.strategy = "fixed"  # a method's run searches nothing
 
     @classmethod
@@ -132,7 +133,7 @@ class RunSettings:
         if self.device == "auto":
             return "gpu" if torch.cuda.is_available() else "cpu"
         if self.device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device: cuda requested but torch sees no CUDA device")
+            raise SettingsError("device: cuda requested but torch sees no CUDA device")
         return "gpu" if self.device == "cuda" else "cpu"
 
 
@@ -485,7 +486,7 @@ def run_method(settings: RunSettings, out: str | Path, *, resume: bool = False, 
 def resolve_arch(arch: str | None, settings: RunSettings) -> tuple[dict[str, Any], dict[str, Any]]:
     """(space overrides, sample) of an expert name, ``NAME-visual``/``NAME-audio``, or an arch.json path."""
     if not arch:
-        raise ValueError("arch: expected an expert name (transformer, transformer_plus, mamba, with an optional "
+        raise SettingsError("arch: expected an expert name (transformer, transformer_plus, mamba, with an optional "
                          "-visual/-audio suffix) or a path to an arch.json")
     name, _, modality = arch.partition("-")
     if modality in ("visual", "audio") or (not modality and not arch.endswith(".json")):
@@ -555,7 +556,15 @@ def load_run_model(path: str | Path) -> tuple[torch.nn.Module, RunSettings, dict
 
 def evaluate_run(path: str | Path, split: str = "test", data: str | None = None) -> dict[str, Any]:
     """Retrieval metrics of a finished run on ``split`` (database: the retrieval list)."""
-    model, settings, _ = load_run_model(path)
+    model, settings, record = load_run_model(path)
     if data:
         settings.data = data
+        # Another dataset must have the features the network was built for: a user error, named before the
+        # network sees a batch of the wrong shape.
+        shape = record.get("kwargs", {}) if "method" in record else record.get("space", {})
+        expected = (shape.get("length"), shape.get("dim"))
+        visual, _, _ = load_split(data, split)
+        if None not in expected and tuple(visual.shape[1:]) != expected:
+            raise DataError(f"{data}: features are (m={visual.shape[1]}, d={visual.shape[2]}); the network of "
+                            f"{path} expects (m={expected[0]}, d={expected[1]})")
     return _test(model, settings, (split,))[split]

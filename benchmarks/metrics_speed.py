@@ -126,11 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     for name in ("queries", "database", "bits", "classes"):
         if getattr(args, name) < 1:
-            print(f"metrics_speed: --{name} must be >= 1, got {getattr(args, name)}", file=sys.stderr)
-            return 2
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     result = run_benchmark(args.queries, args.database, args.bits, args.classes, args.memory_mb, args.seed)
     print(
         f"{result['queries']} queries x {result['database']} database, {result['bits']} bits, "

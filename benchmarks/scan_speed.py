@@ -1,5 +1,5 @@
-"""Speed of the package's own selective scan against a mamba-ssm ``selective_scan_ref``-style loop and, on CUDA
-with mamba-ssm installed, against mamba-ssm's fused kernel (``selective_scan_fn``).
+"""Speed of the package's own selective scan against the plain reference loop (``selective_scan_ref``, as in
+mamba-ssm) and, on CUDA with mamba-ssm installed, against mamba-ssm's fused kernel (``selective_scan_fn``).
 
 Run ``python -m benchmarks.scan_speed [--batch 32 --length 25 --dim 1536 --d-state 16 --threads 2
 --repeats 5] [--device cpu|cuda] [--json PATH]``. Every scan gets the inputs of a Mamba block's scan (D, z gate,
@@ -21,52 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from avnas_nni.ops.scan import _mamba_scan_fn, cuda_scan_available, selective_scan_torch
+from avnas_nni.ops.scan import _mamba_scan_fn, cuda_scan_available, selective_scan_ref, selective_scan_torch
 from benchmarks._common import save_json
 
-__all__ = ["main", "reference_scan", "run_benchmark"]
+__all__ = ["main", "run_benchmark"]
 
 logger = logging.getLogger(__name__)
-
-
-def reference_scan(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None = None,
-    z: torch.Tensor | None = None,
-    delta_bias: torch.Tensor | None = None,
-    delta_softplus: bool = False,
-) -> torch.Tensor:
-    """The way mamba-ssm's ``selective_scan_ref`` runs the scan (B, C as (batch, N, L)).
-
-    (batch, dim, L, N) tensors for exp(ΔA) and ΔBu, a preallocated state, a Python loop indexing time
-    step i of those tensors, one einsum per step with C, the y's stacked at the end.
-    """
-    dtype_in = u.dtype
-    u = u.float()
-    delta = delta.float()
-    if delta_bias is not None:
-        delta = delta + delta_bias[..., None].float()
-    if delta_softplus:
-        delta = F.softplus(delta)
-    batch, dim, d_state = u.shape[0], A.shape[0], A.shape[1]
-    state = A.new_zeros((batch, dim, d_state))
-    delta_a = torch.exp(torch.einsum("bdl,dn->bdln", delta, A))
-    delta_b_u = torch.einsum("bdl,bnl,bdl->bdln", delta, B.float(), u)
-    ys = []
-    for i in range(u.shape[2]):
-        state = delta_a[:, :, i] * state + delta_b_u[:, :, i]
-        ys.append(torch.einsum("bdn,bn->bd", state, C[:, :, i].float()))
-    y = torch.stack(ys, dim=2)
-    out = y if D is None else y + u * D[:, None]
-    if z is not None:
-        out = out * F.silu(z)
-    return out.to(dtype_in)
 
 
 def _make_inputs(batch: int, length: int, dim: int, d_state: int, seed: int) -> dict[str, torch.Tensor]:
@@ -105,7 +66,7 @@ def _forward_backward(
 
 def _contenders(device: torch.device) -> dict[str, Callable[..., torch.Tensor]]:
     """The scans to time: own and reference everywhere, mamba-ssm's fused kernel on CUDA when it imports."""
-    scans = {"own": selective_scan_torch, "reference": reference_scan}
+    scans = {"own": selective_scan_torch, "reference": selective_scan_ref}
     if device.type == "cuda" and cuda_scan_available():
         scans["kernel"] = _mamba_scan_fn()
     return scans
@@ -189,15 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     for name in ("batch", "length", "dim", "d_state", "threads", "repeats"):
         if getattr(args, name) < 1:
-            flag = name.replace("_", "-")
-            print(f"scan_speed: --{flag} must be >= 1, got {getattr(args, name)}", file=sys.stderr)
-            return 2
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("scan_speed: --device cuda: no CUDA device is visible", file=sys.stderr)
-        return 2
+        parser.error("--device cuda: no CUDA device is visible")
     result = run_benchmark(args.batch, args.length, args.dim, args.d_state, args.threads, args.repeats, args.seed,
                            args.device)
     print(
@@ -205,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"dim {result['dim']}, N {result['d_state']}, on {result['device']}, {result['threads']} threads, "
         f"median of {result['repeats']}"
     )
-    names = {"own": "own scan (selective_scan_torch)", "reference": "selective_scan_ref-style loop",
+    names = {"own": "own scan (selective_scan_torch)", "reference": "reference loop (selective_scan_ref)",
              "kernel": "mamba-ssm kernel (selective_scan_fn)"}
     for key, label in names.items():
         if f"{key}_median_seconds" in result:

@@ -202,15 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     for name in ("batch_size", "batches", "bits", "threads", "repeats"):
         if getattr(args, name) < 1:
-            print(f"supernet_speed: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}",
-                  file=sys.stderr)
-            return 2
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not 0 <= args.warmup < args.batches:
-        print(f"supernet_speed: --warmup must be in [0, --batches), got {args.warmup}", file=sys.stderr)
-        return 2
+        parser.error(f"--warmup must be in [0, --batches), got {args.warmup}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     result = run_benchmark(args.data, args.batch_size, args.batches, args.warmup, args.bits, args.threads,
                            args.device, args.repeats, args.seed)

@@ -34,7 +34,7 @@ from scipy import stats
 from tqdm import tqdm
 
 from avnas_nni.data import EMBEDDED_SETS, embedded_config
-from avnas_nni.errors import AVNASError
+from avnas_nni.errors import AVNASError, SettingsError
 from avnas_nni.methods import METHODS
 from avnas_nni.metrics import average_precision_at_k, mean_ci95
 from avnas_nni.pipeline import (
@@ -92,7 +92,7 @@ def _settings(row: Row, bits: int, seed: int, base: dict[str, Any], work: Path |
               "seed": seed + row.seed_offset}
     if row.dataset == "B":
         if not data_b:
-            raise ValueError(f"row {row.name!r} runs on a second dataset: give --data-b")
+            raise SettingsError(f"row {row.name!r} runs on a second dataset: give --data-b")
         values["data"] = data_b
     values.setdefault("strategy", "fixed")
     if _from_scratch(row):
@@ -202,7 +202,7 @@ def run_table(rows: list[Row], bits: list[int], seeds: list[int], base: dict[str
     names = {row.name for row in rows}
     missing = sorted({row.derive_from for row in rows if row.derive_from and row.derive_from not in names})
     if missing:
-        raise ValueError(f"--rows: derived rows need their source row(s) {missing} selected too")
+        raise SettingsError(f"--rows: derived rows need their source row(s) {missing} selected too")
     # source row → pruning rules of the selected rows that reuse its search
     also: dict[str, tuple[str, ...]] = {}
     for row in rows:
@@ -472,19 +472,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/table2"))
     parser.add_argument("--no-figures", action="store_true", help="tables only")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Bad arguments are usage errors, as in every avnas command: argparse's message and exit code 2.
     try:
         bits = sorted({int(b) for b in args.bits.split(",")})
+    except ValueError:
+        parser.error(f"--bits: expected comma-separated integers, got {args.bits!r}")
+    try:
         rows = select_rows(args.rows)
-        if args.seeds < 1:
-            raise ValueError(f"--seeds: expected a positive integer, got {args.seeds}")
-        cores = os.cpu_count() or 1
-        jobs = args.jobs if args.jobs is not None else (cores if args.device == "cpu" else 1)
-        if jobs < 1 or (args.threads is not None and args.threads < 1):
-            raise ValueError(f"--jobs/--threads: expected positive integers, got {args.jobs}/{args.threads}")
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.seeds < 1:
+        parser.error(f"--seeds: expected a positive integer, got {args.seeds}")
+    missing = sorted({row.derive_from for row in rows} - {row.name for row in rows} - {None})
+    if missing:
+        parser.error(f"--rows: derived rows need their source row(s) {missing} selected too")
+    data_b = args.data_b or ("embedded-b" if args.data == "embedded" else None)
+    if data_b is None and any(row.dataset == "B" for row in rows):
+        parser.error("--data-b: rows " + ", ".join(repr(r.name) for r in rows if r.dataset == "B")
+                     + " run on a second dataset; give its config")
+    cores = os.cpu_count() or 1
+    jobs = args.jobs if args.jobs is not None else (cores if args.device == "cpu" else 1)
+    if jobs < 1 or (args.threads is not None and args.threads < 1):
+        parser.error(f"--jobs/--threads: expected positive integers, got {args.jobs}/{args.threads}")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
         threads = args.threads or max(1, cores // jobs)
         torch.set_num_threads(threads)  # this process's own work (codes for the figures) and the machine line
-        data_b = args.data_b or ("embedded-b" if args.data == "embedded" else None)
         base = {**BENCH_PROFILES[args.profile], "data": args.data, "device": args.device, "profile": args.profile,
                 "data_b": data_b}
         for name, value in (("search_epochs", args.epochs), ("finetune_epochs", args.finetune_epochs),
@@ -516,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks.figures import write_figures
             for path in write_figures(results[results["dataset"] == "A"], args.out, bits):
                 print(f"wrote {path}")
-    except (AVNASError, ValueError) as exc:
+    except AVNASError as exc:  # bad settings or data, a run directory made otherwise; anything else is a bug
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -16,6 +16,7 @@ from nni.mutable import label_scope
 from nni.nas.nn.pytorch import LayerChoice, ModelSpace
 from torch import nn
 
+from avnas_nni.errors import SettingsError
 from avnas_nni.ops import build_op
 
 from .presets import CELL_KINDS, get_preset
@@ -100,10 +101,11 @@ class AVNASSpace(ModelSpace):
         super().__init__()
         modalities = tuple(modalities)
         if not modalities or len(set(modalities)) != len(modalities) or set(modalities) - set(MODALITIES):
-            raise ValueError(f"modalities: expected 'visual', 'audio' or both, got {modalities!r}")
-        for name, value in (("dim", dim), ("length", length), ("bits", bits), ("expand", expand)):
+            raise SettingsError(f"modalities: expected 'visual', 'audio' or both, got {modalities!r}")
+        for name, value in (("dim", dim), ("length", length), ("bits", bits), ("expand", expand),
+                            ("kernel_size", kernel_size), ("d_state", d_state)):
             if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+                raise SettingsError(f"{name}: expected a positive integer, got {value!r}")
         self.dim, self.length, self.bits, self.modalities = dim, length, bits, modalities
         cell = _CellFactory(preset, kernel_size=kernel_size, num_heads=num_heads, dropout=dropout,
                             d_state=d_state)

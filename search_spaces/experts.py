@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from avnas_nni.errors import SettingsError
+
 from .avnas import MODALITIES
 
 __all__ = ["Expert", "EXPERTS", "TRANSFORMER_ENCODER", "MAMBA_ENCODER", "get_expert", "single_modality"]
@@ -58,7 +60,7 @@ def get_expert(name: str) -> Expert:
     try:
         return EXPERTS[name]
     except KeyError:
-        raise ValueError(f"unknown expert {name!r}; expected one of {sorted(EXPERTS)}") from None
+        raise SettingsError(f"unknown expert {name!r}; expected one of {sorted(EXPERTS)}") from None
 
 
 def single_modality(sample: dict[str, Any], modality: str, self_fusion: str = "SelfAttention") -> dict[str, Any]:
@@ -68,6 +70,6 @@ def single_modality(sample: dict[str, Any], modality: str, self_fusion: str = "S
     the kept encoder and T are unchanged.
     """
     if modality not in MODALITIES:
-        raise ValueError(f"modality: expected one of {MODALITIES}, got {modality!r}")
+        raise SettingsError(f"modality: expected one of {MODALITIES}, got {modality!r}")
     kept = {k: v for k, v in sample.items() if k.startswith(f"{modality}/") or k == "T"}
     return kept | {"SF": self_fusion}

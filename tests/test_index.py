@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 from pathlib import Path
 
 import h5py
@@ -81,6 +82,10 @@ def test_codes_file_round_trip_and_errors(tmp_path):
     np.testing.assert_array_equal(back.labels, codes.labels)
     assert back.ids == codes.ids and back.bits == 32 and back.attrs == {"split": "all"}
     assert [p.name for p in tmp_path.iterdir()] == ["c.h5"]  # no temporary file left behind
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by others, as any file written the plain way
+    index_dir = HashIndex.build(codes).save(tmp_path / "idx")
+    assert index_dir.stat().st_mode & 0o777 == 0o755 and (index_dir / "codes.h5").stat().st_mode & 0o777 == 0o644
+    shutil.rmtree(index_dir)
     (tmp_path / "corrupt.h5").write_bytes(b"\x89HDF\r\n" + bytes(100))
     with pytest.raises(IndexFileError, match=r"corrupt\.h5: unreadable HDF5 file"):
         read_codes(tmp_path / "corrupt.h5")

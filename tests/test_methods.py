@@ -21,7 +21,8 @@ from avnas_nni.codes import sign_codes
 from avnas_nni.data import TripletSampler
 from avnas_nni.evaluator import encode, load_split
 from avnas_nni.methods import BTH, METHODS, SSTH, AVHash, ConMH, HashingMethod, MethodModule, build_method
-from avnas_nni.methods.conmh import _binarise, debiased_contrastive_loss
+from avnas_nni.methods.common import binarise
+from avnas_nni.methods.conmh import debiased_contrastive_loss
 from avnas_nni.metrics import mean_average_precision
 from avnas_nni.pipeline import RunSettings, evaluate_run, load_run_model, run_method
 from avnas_nni.runs import RunError
@@ -348,7 +349,7 @@ def test_conmh_maps_visual_frames_to_codes_in_the_unit_interval():
     assert model.reconstruct(model.frame_codes(visual, first), first).shape == (5, 6, 12)
     # Straight-through binarisation: sign forward, the gradient of clamp(x, -1, 1) backward.
     x = torch.tensor([-2.0, -0.5, 0.0, 0.5, 2.0], requires_grad=True)
-    out = _binarise(x)
+    out = binarise(x)
     out.sum().backward()
     assert out.tolist() == [-1, -1, -1, 1, 1] and x.grad.tolist() == [0, 1, 1, 1, 0]
     for bad in ({"mask_ratio": 1.0}, {"tau_plus": 1.0}, {"heads": 40}, {"lr_step_epochs": 0}):

@@ -12,6 +12,7 @@ from avnas_nni import metrics
 from avnas_nni.codes import pack_codes
 from avnas_nni.metrics import (
     average_precision_at_k,
+    leave_one_out_map,
     mean_average_precision,
     pr_curve,
     precision_recall_at_k,
@@ -330,3 +331,41 @@ def test_bad_cutoffs_and_bits() -> None:
         mean_average_precision(
             np.ones((0, 4)), HAND_DATABASE_CODES, np.array([], dtype=int), HAND_DATABASE_LABELS
         )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Leave-one-out mAP (the ENAS reward: one validation batch against itself)
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_leave_one_out_map_is_average_precision_against_the_others(seed):
+    rng = np.random.default_rng(seed)
+    n, q = int(rng.integers(2, 24)), int(rng.choice([3, 8, 16, 64]))
+    codes = rng.choice([-1.0, 1.0], size=(n, q))
+    codes[rng.integers(0, n, size=n // 3)] = codes[0]  # repeated codes: ties broken by index
+    if seed % 2:
+        labels = rng.random((n, 5)) < 0.3  # multi-hot, some videos share nothing with anyone
+    else:
+        labels = rng.integers(0, 4, size=n)
+    topk = None if seed % 3 else int(rng.integers(1, n + 2))
+    normalize = "k" if seed % 4 == 3 else "hits"
+    expected = []
+    for i in range(n):
+        others = np.arange(n) != i
+        expected.append(average_precision_at_k(codes[i : i + 1], codes[others], labels[i : i + 1], labels[others],
+                                               topk=topk or n, normalize=normalize)[0])
+    assert leave_one_out_map(codes, labels, topk=topk, normalize=normalize) == pytest.approx(np.mean(expected),
+                                                                                             abs=1e-12)
+    assert leave_one_out_map(pack_codes(codes), labels, topk=topk, normalize=normalize) == pytest.approx(
+        np.mean(expected), abs=1e-12)
+
+
+def test_leave_one_out_map_hand_worked():
+    # Item 0's others ranked: item 1 (distance 0, irrelevant), item 2 (distance 2, relevant): AP 1/2.
+    # Item 1: item 0 (0, irrelevant), item 2 (2, irrelevant): AP 0. Item 2: item 0 (2, relevant) before
+    # item 1 (2, irrelevant) by index: AP 1.
+    codes = np.array([[1, 1], [1, 1], [-1, -1]])
+    assert leave_one_out_map(codes, np.array([0, 1, 0])) == pytest.approx((0.5 + 0 + 1) / 3)
+    with pytest.raises(ValueError, match="at least 2 items"):
+        leave_one_out_map(codes[:1], np.array([0]))

@@ -129,6 +129,13 @@ def test_settings_are_filtered_per_op():
     assert mixer.d_inner == 2 * DIM and mixer.dt_rank == math.ceil(DIM / 16) and mixer.d_state == 8
 
 
+def test_a_setting_no_operator_takes_is_an_error():
+    with pytest.raises(ValueError, match=r"build_op M/FFN: no operator takes the setting\(s\) \['d_stat'\]"):
+        build_op("M", "FFN", DIM, dropout=0.1, d_stat=8)  # a typo of d_state
+    with pytest.raises(ValueError, match="kernal_size"):  # even for an operator without settings
+        build_op("U", "SiLU", DIM, kernal_size=3)
+
+
 # ---------------------------------------------------------------- every op
 
 

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from avnas_nni import pipeline
 from avnas_nni.cli import main
+from avnas_nni.errors import DataError
 from avnas_nni.pipeline import RunSettings, evaluate_run, load_run_model, run_search, run_train
 from avnas_nni.runs import RunError
 from search_spaces import AVNASSpace, check_sample, get_expert
@@ -59,6 +60,19 @@ def test_evaluate_reproduces_the_runs_test_metrics(avnas_run):
     assert report["mAP@100"] == pytest.approx(metrics["test_mAP@100"], abs=1e-9)
     model, settings, _ = load_run_model(out)
     assert settings.bits == 8 and sum(p.numel() for p in model.parameters()) == metrics["params"]
+    assert evaluate_run(out, split="val", data=settings.data)["mAP@100"] == pytest.approx(
+        metrics["val_mAP@100"], abs=1e-9)
+
+
+def test_evaluate_on_data_of_another_shape_is_a_user_error(avnas_run, tmp_path, capsys):
+    from avnas_nni.data import write_synthetic
+
+    out, _ = avnas_run
+    wider = write_synthetic(tmp_path / "wider", num_class=4, n_train=8, n_val=4, n_test=4, m=12, d=16, seed=1)
+    with pytest.raises(DataError, match=r"features are \(m=12, d=16\); the network of .* expects \(m=12, d=12\)"):
+        evaluate_run(out, data=str(wider))
+    assert main(["evaluate", str(out), "--data", str(wider)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
 
 
 def test_fine_tuning_starts_from_the_supernet_weights(tiny_data, tmp_path):

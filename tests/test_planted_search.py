@@ -19,8 +19,7 @@ from pytorch_lightning.callbacks import Callback
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from strategies import make_strategy
-from strategies._hooks import DEFAULT_ALPHA_INIT_STD, DEFAULT_ALPHA_TRAVEL
+from strategies import DEFAULT_ALPHA_INIT_STD, DEFAULT_ALPHA_TRAVEL, make_strategy
 
 SEEDS = (0, 1, 2, 3, 4)
 EPOCHS = 3  # the quick profile's supernet epochs

@@ -1,4 +1,4 @@
-"""The selective scan: own PyTorch scan vs a naive loop, gradients, dispatch, and the CUDA path."""
+"""The selective scan: own PyTorch scan vs the plain reference loop, gradients, dispatch, and the CUDA path."""
 
 from __future__ import annotations
 
@@ -10,38 +10,29 @@ import pytest
 import torch
 
 from avnas_nni.ops import scan
-from avnas_nni.ops.scan import cuda_scan_available, selective_scan, selective_scan_torch
+from avnas_nni.ops.scan import cuda_scan_available, selective_scan, selective_scan_ref, selective_scan_torch
 
 
-def naive_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
-    """The S6 recurrence written out step by step in float64, channel-major, groups by indexing."""
-    u, delta, A, B, C = (t.double() for t in (u, delta, A, B, C))
-    batch, dim, length = u.shape
-    d_state = A.shape[1]
-    if delta_bias is not None:
-        delta = delta + delta_bias.double()[:, None]
-    if delta_softplus:
-        delta = torch.log1p(torch.exp(delta))
+def naive_scan(*tensors, **kwargs):
+    """The library's plain reference scan (mamba-ssm's ``selective_scan_ref`` way) run in float64: the oracle."""
+    tensors = [t.double() for t in tensors]
+    kwargs = {k: v.double() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+    return selective_scan_ref(*tensors, **kwargs)
 
-    def per_channel(mat):  # -> (batch, dim, N, L)
-        if mat.dim() == 3:
-            return mat[:, None].expand(batch, dim, d_state, length)
-        channels_per_group = dim // mat.shape[1]
-        return torch.stack([mat[:, d // channels_per_group] for d in range(dim)], dim=1)
 
-    B_full, C_full = per_channel(B), per_channel(C)
-    h = torch.zeros(batch, dim, d_state, dtype=torch.float64)
-    y = torch.zeros(batch, dim, length, dtype=torch.float64)
-    for t in range(length):
-        dt = delta[:, :, t, None]
-        h = torch.exp(dt * A) * h + dt * B_full[..., t] * u[:, :, t, None]
-        y[:, :, t] = (h * C_full[..., t]).sum(-1)
-    if D is not None:
-        y = y + D.double()[:, None] * u
-    if z is not None:
-        zd = z.double()
-        y = y * zd * torch.sigmoid(zd)
-    return y
+def test_reference_scan_by_hand():
+    # One channel, one state, two steps: h1 = d1 B1 u1, y1 = C1 h1; h2 = exp(d2 A) h1 + d2 B2 u2, y2 = C2 h2;
+    # then y + D u, times silu(z).
+    u, delta, B, C, z = (torch.tensor([[[a, b]]], dtype=torch.float64) for a, b in
+                         ((1.0, 2.0), (0.5, 0.25), (3.0, -1.0), (2.0, 4.0), (0.0, 1.0)))
+    A, D = torch.tensor([[-2.0]], dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64)
+    h1 = 0.5 * 3.0 * 1.0
+    h2 = torch.exp(torch.tensor(0.25 * -2.0)).item() * h1 + 0.25 * -1.0 * 2.0
+    want = torch.tensor([[[(2.0 * h1 + 0.5) * 0.0, (4.0 * h2 + 1.0) * torch.nn.functional.silu(torch.tensor(1.0))
+                           .item()]]], dtype=torch.float64)
+    torch.testing.assert_close(selective_scan_ref(u, delta, A, B, C, D=D, z=z), want)
+    # groups: a (batch, G, N, L) B/C with G = 1 is the (batch, N, L) one
+    torch.testing.assert_close(selective_scan_ref(u, delta, A, B[:, None], C[:, None], D=D, z=z), want)
 
 
 def make_inputs(batch=3, dim=6, length=13, d_state=4, groups=None, dtype=torch.float32, seed=0):

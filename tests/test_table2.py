@@ -137,7 +137,8 @@ def test_cross_test_and_single_modality_rows_derive_from_the_searched_architectu
         ("AV-NAS (Arch-1)", "A"), ("AV-NAS (Arch-2)", "A"), ("AV-NAS (Arch-2)", "B"), ("Visual only", "A")]
     markdown = (tmp_path / "out" / "table2.md").read_text()
     assert "mAP@100 A 8 bits | mAP@100 B 8 bits" in markdown and "no claim checked" in markdown
-    assert table2.main(["--data", tiny_data, "--rows", "Visual only", "--out", str(tmp_path / "x")]) == 2
+    with pytest.raises(SystemExit, match="2"):  # a usage error: the derived row without its source
+        table2.main(["--data", tiny_data, "--rows", "Visual only", "--out", str(tmp_path / "x")])
 
 
 def _results(rows: dict[str, list[float]], supernet: dict[str, float] | None = None) -> pd.DataFrame:
@@ -176,8 +177,9 @@ def test_ci95_is_the_t_interval():
 
 
 def test_bad_rows_and_registry_errors(tmp_path, capsys):
-    assert table2.main(["--rows", "Nope", "--out", str(tmp_path)]) == 2
-    assert "unknown row(s) ['Nope']" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # a usage error, as for every avnas command
+        table2.main(["--rows", "Nope", "--out", str(tmp_path)])
+    assert info.value.code == 2 and "--rows: unknown row(s) ['Nope']" in capsys.readouterr().err
     assert [row.name for row in select_rows("Mamba,DARTS")] == ["DARTS", "Mamba"]  # registry order
     with pytest.raises(ValueError, match="already registered"):
         register_row(Row("DARTS", "2", "search"))

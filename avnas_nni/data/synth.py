@@ -67,6 +67,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from avnas_nni.errors import SettingsError
+
 __all__ = [
     "SYNTH_VERSION",
     "SyntheticData",
@@ -335,15 +337,15 @@ def make_synthetic(
     SyntheticData
     """
     if num_class < 2:
-        raise ValueError(f"num_class must be at least 2, got {num_class}")
+        raise SettingsError(f"num_class must be at least 2, got {num_class}")
     if m < 12:
-        raise ValueError(f"m must be at least 12 frames, got {m}")
+        raise SettingsError(f"m must be at least 12 frames, got {m}")
     if d < 8:
-        raise ValueError(f"d must be at least 8, got {d}")
+        raise SettingsError(f"d must be at least 8, got {d}")
     if min(n_train, n_val, n_test) < 1:
-        raise ValueError("every split needs at least one video")
+        raise SettingsError("every split needs at least one video")
     if not 0.0 <= multi_label_fraction <= 1.0:
-        raise ValueError(f"multi_label_fraction must be in [0, 1], got {multi_label_fraction}")
+        raise SettingsError(f"multi_label_fraction must be in [0, 1], got {multi_label_fraction}")
     noise = _Noise()
     rng = np.random.default_rng(seed)
     n_visual_events = max(8, num_class)

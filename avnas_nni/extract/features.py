@@ -54,9 +54,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from avnas_nni.errors import AVNASError, VideoError
+from avnas_nni.errors import AVNASError, SettingsError, VideoError
 from avnas_nni.extract.backbones import AstAudioEncoder, ClipVisualEncoder
 from avnas_nni.extract.video import AUDIO_RATE, decode_video, silence_segments
+from avnas_nni.runs import atomic_write_text
 
 __all__ = [
     "MISSING_AUDIO",
@@ -156,7 +157,7 @@ def featurize(
         The video is unusable (or has no audio and ``missing_audio="skip"``).
     """
     if missing_audio not in MISSING_AUDIO:
-        raise ValueError(f"missing_audio must be one of {', '.join(MISSING_AUDIO)}, got {missing_audio!r}")
+        raise SettingsError(f"missing_audio must be one of {', '.join(MISSING_AUDIO)}, got {missing_audio!r}")
     _check_encoders(visual_encoder, audio_encoder)
     decoded = decode_video(path, frames=frames, size=visual_encoder.image_size, audio=True)
     notes = list(decoded.notes)
@@ -515,12 +516,6 @@ class ExtractReport:
 
 
 # ------------------------------------------------------------------------------------------------ files
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _open_existing(path: Path) -> h5py.File | None:
     if not path.exists():
         return None
@@ -562,8 +557,10 @@ def _complete_ids(out: Path, m: int, d: int) -> dict[str, dict[str, Any]]:
                     "notes": json.loads(str(v_group.attrs.get("notes", "[]"))),
                     "audio": str(a_group.attrs["audio"]),
                 }
-            except (OSError, KeyError, ValueError, RuntimeError):
-                continue  # damaged entry: rewritten
+            except (OSError, KeyError, ValueError, RuntimeError) as exc:  # h5py's errors for a damaged entry
+                logger.warning("%s: video %r is damaged and will be extracted again (%s)", out, vid,
+                               " ".join(str(exc).split())[:120])
+                continue
     return complete
 
 
@@ -591,7 +588,7 @@ def _write_layout(out: Path, entries: list[dict[str, Any]], class_names: list[st
             for e in sorted(entries, key=lambda e: e["id"])
             if e["split"] == split
         ]
-        _write_atomic(out / f"{split}.txt", "\n".join(lines) + "\n")
+        atomic_write_text(out / f"{split}.txt", "\n".join(lines) + "\n")
     config = {
         "Image": VISUAL_NAME,
         "Audio": AUDIO_NAME,
@@ -604,12 +601,12 @@ def _write_layout(out: Path, entries: list[dict[str, Any]], class_names: list[st
         "class_names": class_names,
     }
     config_path = out / CONFIG_NAME
-    _write_atomic(config_path, json.dumps(config, indent=2) + "\n")
+    atomic_write_text(config_path, json.dumps(config, indent=2) + "\n")
     return config_path
 
 
 def _write_report(report: ExtractReport) -> None:
-    _write_atomic(report.out / REPORT_NAME, json.dumps(report.to_dict(), indent=2) + "\n")
+    atomic_write_text(report.out / REPORT_NAME, json.dumps(report.to_dict(), indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------------------------- the run
@@ -672,11 +669,11 @@ def extract_features(
     from tqdm import tqdm
 
     if frames < 1:
-        raise ValueError(f"frames must be at least 1, got {frames}")
+        raise SettingsError(f"frames must be at least 1, got {frames}")
     if missing_audio not in MISSING_AUDIO:
-        raise ValueError(f"missing audio must be one of {', '.join(MISSING_AUDIO)}, got {missing_audio!r}")
+        raise SettingsError(f"missing audio must be one of {', '.join(MISSING_AUDIO)}, got {missing_audio!r}")
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(f"val and test fractions must be >= 0 with a sum below 1, got {val_fraction} and "
+        raise SettingsError(f"val and test fractions must be >= 0 with a sum below 1, got {val_fraction} and "
                          f"{test_fraction}")
     out_dir = Path(out).expanduser()
     sources = discover_videos(videos)
@@ -716,6 +713,8 @@ def extract_features(
                          resumed=True)
             report.extracted.append(entry)
             continue
+        # An unusable video is skipped; anything else (a backbone bug, out of memory) stops the run, and a rerun
+        # resumes after the videos written so far.
         try:
             features = featurize(source.path, visual_encoder, audio_encoder, frames=frames,
                                  missing_audio=missing_audio)
@@ -724,12 +723,7 @@ def extract_features(
             prefix = f"{source.path}: "
             report.skipped.append({"id": source.id, "path": str(source.path),
                                    "reason": reason[len(prefix):] if reason.startswith(prefix) else reason})
-            logger.debug("skipped %s", exc)
-            continue
-        except Exception as exc:  # one bad video must not stop the run
-            logger.debug("featurizing %s failed", source.path, exc_info=True)
-            report.skipped.append({"id": source.id, "path": str(source.path),
-                                   "reason": f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"})
+            logger.warning("skipped %s", exc)
             continue
         if not config_removed:
             # From here the HDF5 files change: no config may point at them until they are whole again.

@@ -27,7 +27,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from avnas_nni.errors import VideoError
+from avnas_nni.errors import SettingsError, VideoError
 
 __all__ = ["AUDIO_RATE", "DecodedVideo", "decode_video", "frame_indices", "silence_segments"]
 
@@ -243,7 +243,7 @@ def decode_video(path: str | os.PathLike, frames: int = 25, size: int = 224, aud
     """
     video_path = Path(path)
     if frames < 1:
-        raise ValueError(f"frames must be at least 1, got {frames}")
+        raise SettingsError(f"frames must be at least 1, got {frames}")
     if not video_path.is_file():
         raise VideoError(f"{video_path}: video file not found")
     notes: list[str] = []

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from avnas_nni.errors import SettingsError
 from avnas_nni.methods.avh import AVH
 from avnas_nni.methods.avhash import AVHash
 from avnas_nni.methods.base import HashingMethod, MethodModule
@@ -43,12 +44,12 @@ def build_method(name: str, **kwargs: Any) -> HashingMethod:
 
     Raises
     ------
-    ValueError
+    SettingsError
         For an unknown name or arguments the method does not take.
     """
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; expected one of {sorted(METHODS)}")
+        raise SettingsError(f"unknown method {name!r}; expected one of {sorted(METHODS)}")
     try:
         return METHODS[name](**kwargs)
     except TypeError as exc:
-        raise ValueError(f"method {name!r}: {exc}") from None
+        raise SettingsError(f"method {name!r}: {exc}") from None

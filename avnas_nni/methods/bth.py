@@ -22,7 +22,7 @@ Network (per video of m frame features ``x_1 … x_m``)::
     x̂_i = W_d c_i                 the decoder: a linear map from a frame's code back to its feature
 
 ``P`` is the fixed sinusoidal position table; ``Bin`` is sign forward and the identity inside [−1, 1] (zero
-outside) backward — the straight-through estimator ConMH uses (:func:`avnas_nni.methods.conmh._binarise`).
+outside) backward — the straight-through estimator ConMH uses (:func:`avnas_nni.methods.common.binarise`).
 
 Training (no labels), per batch of B videos:
 
@@ -62,7 +62,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from avnas_nni.methods.base import HashingMethod
-from avnas_nni.methods.conmh import _binarise, _sinusoid_table
+from avnas_nni.methods.common import binarise, sinusoid_table
 
 __all__ = ["BTH"]
 
@@ -114,7 +114,7 @@ class BTH(HashingMethod):
         self.embed = nn.Linear(dim, hidden)
         self.mask_token = nn.Parameter(torch.zeros(hidden))
         nn.init.trunc_normal_(self.mask_token, std=0.02, a=-0.04, b=0.04)
-        self.register_buffer("position", _sinusoid_table(length, hidden), persistent=False)
+        self.register_buffer("position", sinusoid_table(length, hidden), persistent=False)
         self.encoder = nn.ModuleList(
             nn.TransformerEncoderLayer(hidden, heads, dim_feedforward=4 * hidden, dropout=dropout,
                                        activation="gelu", batch_first=True, norm_first=True)
@@ -139,7 +139,7 @@ class BTH(HashingMethod):
         hidden = tokens + self.position[:length]
         for block in self.encoder:
             hidden = block(hidden)
-        return _binarise(self.hash(hidden))
+        return binarise(self.hash(hidden))
 
     def forward(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """Real codes ``(B, q)``, each the average of the video's per-frame ±1 codes; ``audio`` is unused."""

@@ -76,6 +76,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from avnas_nni.methods.base import HashingMethod, step_decay
+from avnas_nni.methods.common import binarise, sinusoid_table
 
 __all__ = ["ConMH", "debiased_contrastive_loss"]
 
@@ -83,21 +84,6 @@ logger = logging.getLogger(__name__)
 
 #: LayerNorm ε of every block, the final norms and the hash layer's norm (PyTorch's default there).
 _BLOCK_EPS = 1e-6
-
-
-def _sinusoid_table(length: int, dim: int) -> torch.Tensor:
-    """Fixed positions ``(length, dim)``: sin on even, cos on odd columns of ``pos / 10000^(2⌊j/2⌋/dim)``."""
-    position = torch.arange(length, dtype=torch.float64)[:, None]
-    rate = torch.pow(10000.0, 2 * (torch.arange(dim) // 2) / dim).to(torch.float64)
-    table = position / rate
-    table[:, 0::2], table[:, 1::2] = table[:, 0::2].sin(), table[:, 1::2].cos()
-    return table.float()
-
-
-def _binarise(x: torch.Tensor) -> torch.Tensor:
-    """±1 (``+1`` where ``x > 0``) forward; gradient of ``clamp(x, −1, 1)`` backward (straight-through)."""
-    soft = x.clamp(-1.0, 1.0)
-    return soft + (torch.where(x > 0, 1.0, -1.0).to(x.dtype) - soft).detach()
 
 
 def debiased_contrastive_loss(first: torch.Tensor, second: torch.Tensor, *, tau: float,
@@ -250,7 +236,7 @@ class ConMH(HashingMethod):
         self.mask_ratio, self.contrastive_weight, self.tau_plus = mask_ratio, float(contrastive_weight), tau_plus
         # Encoder: frame embedding, fixed positions, blocks, norm and head, then the hash layer.
         self.embed = nn.Linear(dim, hidden)
-        self.register_buffer("encoder_position", _sinusoid_table(length, hidden), persistent=False)
+        self.register_buffer("encoder_position", sinusoid_table(length, hidden), persistent=False)
         self.encoder = _stack(hidden, depth, heads, mlp_ratio)
         self.encoder_norm = nn.LayerNorm(hidden, eps=_BLOCK_EPS)
         self.encoder_head = nn.Linear(hidden, hidden)
@@ -260,7 +246,7 @@ class ConMH(HashingMethod):
         self.code_to_decoder = nn.Linear(bits, decoder_hidden, bias=False)
         self.mask_token = nn.Parameter(torch.empty(decoder_hidden))
         nn.init.trunc_normal_(self.mask_token, std=0.02, a=-0.02, b=0.02)
-        self.register_buffer("decoder_position", _sinusoid_table(length, decoder_hidden), persistent=False)
+        self.register_buffer("decoder_position", sinusoid_table(length, decoder_hidden), persistent=False)
         self.decoder = _stack(decoder_hidden, decoder_depth, decoder_heads, mlp_ratio)
         self.decoder_norm = nn.LayerNorm(decoder_hidden, eps=_BLOCK_EPS)
         self.decoder_head = nn.Linear(decoder_hidden, dim)
@@ -285,7 +271,7 @@ class ConMH(HashingMethod):
         if seen is not None:
             tokens = tokens[seen].view(visual.shape[0], -1, tokens.shape[-1])
         hidden = self.encoder_head(self.encoder_norm(self.encoder(tokens)))
-        return _binarise(self.hash_norm(self.hash(hidden)))
+        return binarise(self.hash_norm(self.hash(hidden)))
 
     def forward(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """Codes ``(B, q)`` in [−1, 1]: the mean of every frame's code; ``audio`` is not read."""

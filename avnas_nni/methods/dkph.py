@@ -24,7 +24,7 @@ Network (per video of m frame features ``x_1 … x_m``), the repository's::
 
 ``Bin`` is sign forward. Backward, the repository's rounding of ``clamp((x + 1) / 2, 0, 1)`` with its masked
 straight-through gradient passes the gradient inside [−1, 1] and stops it outside (as
-:func:`avnas_nni.methods.conmh._binarise` does: ``straight_through="clamped"``); here, by default, the gradient
+:func:`avnas_nni.methods.common.binarise` does: ``straight_through="clamped"``); here, by default, the gradient
 passes everywhere (``"identity"``; see *Adapted* for why). The code of a video is ``b`` (exactly ±1). Because
 the frame-level detail can flow through ``t_i``, reconstruction no longer forces the code to spend its bits on it
 (the "decoupling" of the two streams).
@@ -105,19 +105,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from avnas_nni.methods.base import HashingMethod, step_decay
-from avnas_nni.methods.conmh import _binarise, _sinusoid_table
+from avnas_nni.methods.common import binarise, binarise_identity_gradient, sinusoid_table
 
 __all__ = ["DKPH", "BatchKnowledge", "STRAIGHT_THROUGH"]
 
 logger = logging.getLogger(__name__)
 
-def _sign_identity_gradient(x: torch.Tensor) -> torch.Tensor:
-    """±1 (``+1`` where ``x > 0``) forward; the identity backward, however far ``x`` lies outside [−1, 1]."""
-    return x + (torch.where(x > 0, 1.0, -1.0).to(x.dtype) - x).detach()
-
-
 #: The binarisation's backward pass: ``"clamped"`` (the repository's: zero outside [−1, 1]) or ``"identity"``.
-STRAIGHT_THROUGH = {"clamped": _binarise, "identity": _sign_identity_gradient}
+STRAIGHT_THROUGH = {"clamped": binarise, "identity": binarise_identity_gradient}
 
 #: BERT's masking rule: of the chosen frames, this share is zeroed and the next 10 % replaced by random frames.
 _ZEROED, _REPLACED = 0.8, 0.9
@@ -213,7 +208,7 @@ class DKPH(HashingMethod):
         self.similarity_weight, self.margin = float(similarity_weight), float(margin)
         # The temporal layer: frame embedding with fixed positions, then BERT blocks (each with its output dropout).
         self.embed = nn.Linear(dim, hidden)
-        self.register_buffer("position", _sinusoid_table(length, hidden), persistent=False)
+        self.register_buffer("position", sinusoid_table(length, hidden), persistent=False)
         self.embed_dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
             nn.TransformerEncoderLayer(hidden, heads, dim_feedforward=4 * hidden, dropout=dropout,

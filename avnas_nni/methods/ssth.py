@@ -23,7 +23,7 @@ Network (per video of m frame features ``x_1 … x_m``)::
     x̂^rewind_t   = W_r Dec_r(b)_t,   t = m … 1          reverse decoder: the same form, its own weights
 
 ``Bin`` is sign forward and the identity inside [−1, 1] (zero outside) backward — the straight-through estimator
-ConMH and BTH use (:func:`avnas_nni.methods.conmh._binarise`); the binary hidden state feeds back into the
+ConMH and BTH use (:func:`avnas_nni.methods.common.binarise`); the binary hidden state feeds back into the
 recurrence (``U b_{t−1}``), so gradients pass through every step's binarisation.
 
 Training (no labels): ``L = mean ‖x̂^play − x‖² / d + mean ‖x̂^rewind − reverse(x)‖² / d`` (play and rewind
@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from avnas_nni.methods.base import HashingMethod
-from avnas_nni.methods.conmh import _binarise
+from avnas_nni.methods.common import binarise
 
 __all__ = ["SSTH", "BinaryLSTMCell"]
 
@@ -87,7 +87,7 @@ class BinaryLSTMCell(nn.Module):
                                                                                self.cell.bias_hh)
         i, f, g, o = gates.chunk(4, dim=1)
         cell = torch.sigmoid(f) * state[1] + torch.sigmoid(i) * torch.tanh(g)
-        return _binarise(torch.sigmoid(o) * torch.tanh(cell)), cell
+        return binarise(torch.sigmoid(o) * torch.tanh(cell)), cell
 
 
 class SSTH(HashingMethod):

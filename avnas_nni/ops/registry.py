@@ -102,7 +102,7 @@ def _accepted_settings(cls: type[nn.Module], settings: dict[str, Any]) -> dict[s
     params = inspect.signature(cls.__init__).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return dict(settings)
-    names = {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)} - {"self", "dim"}
+    names = _named_settings(cls)
     return {key: value for key, value in settings.items() if key in names}
 
 
@@ -120,7 +120,7 @@ def build_op(kind: str, name: str, dim: int, **settings: Any) -> nn.Module:
     **settings
         Keyword settings (``kernel_size``, ``num_heads``, ``d_state``, ``dropout``, ...). Each operator
         receives the ones its constructor names and ignores the rest, so one settings dict can be passed
-        to every candidate of a space.
+        to every candidate of a space; a setting that no registered operator names is an error.
 
     Returns
     -------
@@ -131,7 +131,7 @@ def build_op(kind: str, name: str, dim: int, **settings: Any) -> nn.Module:
     UnknownOpError
         (a KeyError and a ValueError) for an unknown kind or name; the message lists the valid ones.
     ValueError
-        When ``dim`` is not a positive int, or a setting is invalid for the operator.
+        When ``dim`` is not a positive int, a setting is named by no operator, or is invalid for this one.
     """
     _check_kind(kind)
     cls = OPS[kind].get(name)
@@ -140,11 +140,25 @@ def build_op(kind: str, name: str, dim: int, **settings: Any) -> nn.Module:
         raise UnknownOpError(f"unknown {KINDS[kind]} ({kind}) operator {name!r}; valid names: {valid}")
     if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
         raise ValueError(f"build_op {kind}/{name}: dim must be a positive int, got {dim!r}")
+    unknown = sorted(set(settings) - _known_settings())
+    if unknown:  # a typo (d_stat=8) would otherwise vanish: the shared dict only excuses another op's settings
+        raise ValueError(f"build_op {kind}/{name}: no operator takes the setting(s) {unknown}; known settings: "
+                         f"{sorted(_known_settings())}")
     accepted = _accepted_settings(cls, settings)
     ignored = sorted(set(settings) - set(accepted))
     if ignored:
-        logger.debug("build_op %s/%s ignores settings %s", kind, name, ignored)
+        logger.debug("build_op %s/%s ignores settings %s (another operator's)", kind, name, ignored)
     return cls(dim, **accepted)
+
+
+def _known_settings() -> set[str]:
+    """Every setting some registered operator names (an operator taking ``**kwargs`` names none in particular)."""
+    return {key for table in OPS.values() for cls in table.values() for key in _named_settings(cls)}
+
+
+def _named_settings(cls: type[nn.Module]) -> set[str]:
+    params = inspect.signature(cls.__init__).parameters.values()
+    return {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)} - {"self", "dim"}
 
 
 class ParameterFreeOp(nn.Module):

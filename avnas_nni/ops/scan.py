@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["cuda_scan_available", "selective_scan", "selective_scan_torch"]
+__all__ = ["cuda_scan_available", "selective_scan", "selective_scan_ref", "selective_scan_torch"]
 
 logger = logging.getLogger(__name__)
 
@@ -230,3 +230,48 @@ def selective_scan(
             delta_softplus=delta_softplus,
         )
     return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+def selective_scan_ref(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+) -> torch.Tensor:
+    """The selective scan written the plain way, as mamba-ssm's ``selective_scan_ref``: the reference the fast
+    scans are checked and timed against (``tests/test_scan.py``, ``benchmarks/scan_speed.py``).
+
+    Same arguments and result as :func:`selective_scan` (B and C as (batch, N, L) or (batch, G, N, L)).
+    (batch, dim, L, N) tensors for ``exp(ΔA)`` and ``ΔBu``, a state updated one time step at a time in a
+    Python loop, one einsum per step with ``C``, the outputs stacked at the end. Computes in float32, or
+    float64 when u is float64 (a precise oracle), and returns u's dtype. Slow: for checks, not for training.
+    """
+    _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    dtype_in = u.dtype
+    compute = torch.promote_types(dtype_in, torch.float32)
+    u, delta, A = u.to(compute), delta.to(compute), A.to(compute)
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(compute)[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    batch, dim, d_state = u.shape[0], A.shape[0], A.shape[1]
+    # (batch, G, N, L) groups: each group's B and C serve dim // G consecutive channels
+    B = B.to(compute) if B.dim() == 3 else B.to(compute).repeat_interleave(dim // B.shape[1], dim=1)
+    C = C.to(compute) if C.dim() == 3 else C.to(compute).repeat_interleave(dim // C.shape[1], dim=1)
+    delta_a = torch.exp(torch.einsum("bdl,dn->bdln", delta, A))
+    delta_b_u = torch.einsum("bdl,bnl,bdl->bdln" if B.dim() == 3 else "bdl,bdnl,bdl->bdln", delta, B, u)
+    state = u.new_zeros((batch, dim, d_state))
+    ys = []
+    for i in range(u.shape[2]):
+        state = delta_a[:, :, i] * state + delta_b_u[:, :, i]
+        ys.append(torch.einsum("bdn,bn->bd" if C.dim() == 3 else "bdn,bdn->bd", state, C[..., i]))
+    y = torch.stack(ys, dim=2)
+    out = y if D is None else y + u * D.to(compute)[:, None]
+    if z is not None:
+        out = out * F.silu(z.to(compute))
+    return out.to(dtype_in)
