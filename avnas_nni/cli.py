@@ -176,7 +176,7 @@ def _add_training_args(p: argparse.ArgumentParser, search: bool) -> None:
                        help="α's start and learning rate (DARTS, ProxylessNAS and AV-NAS alike): budget = N(0, 1e-3²) "
                             "and lr ≥ travel / α steps (quick profile), paper = each strategy's published settings")
         p.add_argument("--alpha-travel", type=float,
-                       help="budget policy: logits α may travel over the search (default 4)")
+                       help="budget policy: logits α may travel over the search (default 12)")
         p.add_argument("--preset", default="paper", help="search space preset: paper or authors")
         p.add_argument("--prune", default="argmax", choices=("argmax", "top2"),
                        help="argmax per cell (Arch-1) or the authors' top-2 M cells (Arch-2)")

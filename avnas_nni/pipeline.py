@@ -30,6 +30,7 @@ from search_spaces import AVNASSpace, check_sample, get_expert, single_modality
 from strategies import (
     ALPHA_STRATEGIES,
     DEFAULT_ALPHA_INIT_STD,
+    DEFAULT_ALPHA_TRAVEL,
     STRATEGIES,
     cell_diagnostics,
     indecision_warning,
@@ -88,7 +89,7 @@ class RunSettings:
     search_lr: float = 1e-3
     arc_lr: float | None = None  # None: each strategy's own default (one-level 1e-3, NNI DARTS 3e-4)
     alpha_policy: str = "budget"  # ALPHA_POLICIES
-    alpha_travel: float = 4.0  # the budget policy's logits of travel
+    alpha_travel: float = DEFAULT_ALPHA_TRAVEL  # the budget policy's logits of travel
     keep_best: bool = True  # α strategies: export α* and fine-tune from W* of the best val epoch (paper §4.3)
     finetune_lr: float = 1e-3
     finetune_eps: float = 1e-3

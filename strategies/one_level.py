@@ -80,7 +80,7 @@ class OneLevel(SeededDifferentiableMixin, DARTS):
     alpha_init_std : float
         α is drawn from N(0, std²) (default 1e-3: every candidate starts equal; paper code: 1.0).
     alpha_travel : float or None
-        α's learning rate is at least ``alpha_travel / α steps`` (default 4 logits; None: ``arc_learning_rate``
+        α's learning rate is at least ``alpha_travel / α steps`` (default 12 logits; None: ``arc_learning_rate``
         as given, the paper's setting).
     keep_best : bool
         Keep (W*, α*) of the best validation epoch (paper §4.3); else the last epoch's.

@@ -131,9 +131,10 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("name", ["avnas", "darts", pytest.param("proxyless", marks=pytest.mark.xfail(
-    reason="measured: 3 of 5 seeds (seed 2 exports noise_only; seed 3 exports 'sees' but dips by 0.10 first): "
-           "ProxylessNAS's one-path gradient estimate is too noisy for 24 α steps", strict=False))])
+# Measured with the shipped travel of 12 logits: one-level and DARTS 5 of 5 seeds; ProxylessNAS 4 of 5 (seed 3 exports
+# 'sees' but its probability first dips by 0.17: its one-path gradient estimate is noisy). At travel 4 ProxylessNAS
+# found it in 3 of 5 (seed 2 exported noise_only).
+@pytest.mark.parametrize("name", ["avnas", "darts", "proxyless"])
 def test_search_finds_the_planted_candidate(name):
     found = _found(name)  # the shipped defaults: budget α policy
     assert sum(found) >= 4, f"{name}: planted candidate found in {sum(found)} of {len(SEEDS)} seeds: {found}"
