@@ -39,8 +39,8 @@ from strategies import (
     summarise_search,
 )
 
-__all__ = ["PROFILES", "RunSettings", "check_settings", "shares_search", "run_search", "run_train", "run_method",
-           "evaluate_run", "build_space", "load_run_model"]
+__all__ = ["PROFILES", "EVOLUTIONS", "ALPHA_POLICIES", "RunSettings", "check_settings", "shares_search", "run_search",
+           "run_train", "run_method", "evaluate_run", "build_space", "load_run_model", "alpha_kwargs"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +56,17 @@ INFER_VIDEOS = 12_500
 #: epochs, fine-tune Adam 1e-4 (eps 1e-3), each α strategy's own published α settings.
 PROFILES: dict[str, dict[str, Any]] = {
     "quick": {"search_epochs": 3, "finetune_epochs": 10, "batch_size": 32, "finetune_lr": 1e-3,
-              "alpha_policy": "budget"},
+              "alpha_policy": "budget", "evolution": "quick"},
     "paper": {"search_epochs": 300, "finetune_epochs": 300, "batch_size": 128, "finetune_lr": 1e-4,
-              "alpha_policy": "paper"},
+              "alpha_policy": "paper", "evolution": "paper"},
+}
+
+#: SPOS's evolutionary search after supernet training. ``paper``: the SPOS paper's population 50, 20 generations,
+#: top-10 parents (up to 1,000 subnets scored); ``quick``: population 10, 4 generations, top-5 (up to 50 subnets),
+#: scaled to a CPU budget.
+EVOLUTIONS: dict[str, dict[str, int]] = {
+    "quick": {"population_size": 10, "generations": 4, "parents": 5},
+    "paper": {"population_size": 50, "generations": 20, "parents": 10},
 }
 
 #: α policies of the α-based strategies (one-level, DARTS, ProxylessNAS). ``budget``: the same for every one of
@@ -91,6 +99,7 @@ class RunSettings:
     alpha_policy: str = "budget"  # ALPHA_POLICIES
     alpha_travel: float = DEFAULT_ALPHA_TRAVEL  # the budget policy's logits of travel
     keep_best: bool = True  # α strategies: export α* and fine-tune from W* of the best val epoch (paper §4.3)
+    evolution: str = "quick"  # SPOS's evolution settings: EVOLUTIONS
     finetune_lr: float = 1e-3
     finetune_eps: float = 1e-3
     tau: float = 0.1
@@ -111,6 +120,8 @@ class RunSettings:
             value, least = getattr(self, name), 1 if name in ("bits", "batch_size") else 0
             if not isinstance(value, int) or value < least:
                 raise SettingsError(f"{name}: expected an integer ≥ {least}, got {value!r}")
+        if self.evolution not in EVOLUTIONS:
+            raise SettingsError(f"evolution: expected one of {sorted(EVOLUTIONS)}, got {self.evolution!r}")
         if self.alpha_policy not in ALPHA_POLICIES:
             raise SettingsError(f"alpha_policy: expected one of {ALPHA_POLICIES}, got {self.alpha_policy!r}")
         if not self.alpha_travel > 0:
@@ -218,8 +229,9 @@ def _search(settings: RunSettings, run: RunDir, resume: bool, progress: bool, on
     pl.seed_everything(settings.seed, verbose=False)
     space = build_space(settings)
     arc_lr = {} if settings.arc_lr is None else {"arc_learning_rate": settings.arc_lr}
+    evolution = EVOLUTIONS[settings.evolution] if settings.strategy == "spos" else {}
     strategy = make_strategy(settings.strategy, seed=settings.seed, **arc_lr, **alpha_kwargs(settings),
-                             **settings.extra.get("strategy", {}))
+                             **{**evolution, **settings.extra.get("strategy", {})})
     probs_fn = strategy.export_probs if settings.strategy in (*ALPHA_STRATEGIES, "enas") else None
     kwargs = _trainer_kwargs(settings, run, "search", progress, monitor_best=False, on_epoch=on_epoch,
                              probs_fn=probs_fn)
