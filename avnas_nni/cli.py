@@ -299,8 +299,8 @@ def _cmd_query(args: argparse.Namespace) -> None:
 
 
 #: Benchmarks ``avnas bench NAME`` runs (modules of the ``benchmarks`` package, each with ``main(argv)``).
-BENCHMARKS = ("table2", "strategies_quick", "embedded_modalities", "supernet_speed", "scan_speed", "metrics_speed",
-              "knn_speed", "extract_speed")
+BENCHMARKS = ("table2", "strategies_quick", "alpha_movement", "embedded_modalities", "supernet_speed", "scan_speed",
+              "metrics_speed", "knn_speed", "extract_speed")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from avnas_nni.codes import sign_codes
 from avnas_nni.evaluator import encode, load_split
 from avnas_nni.pipeline import load_run_model
 
-__all__ = ["machine", "save_json", "save_table", "run_codes"]
+__all__ = ["machine", "commit", "save_json", "save_table", "run_codes"]
 
 
 def machine() -> str:
@@ -25,6 +26,19 @@ def machine() -> str:
     cpu = platform.processor() or platform.machine()
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
     return f"{cpu}{gpu}, {torch.get_num_threads()} torch threads, Python {platform.python_version()}"
+
+
+def commit() -> str:
+    """The repository's commit (short hash, ``+dirty`` with uncommitted changes), or ``unknown`` outside git."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
 
 
 def save_json(path: Path | None, result: dict[str, Any]) -> None:
@@ -42,7 +56,7 @@ def save_table(table: pd.DataFrame, out: Path, title: str, module: str, argv: li
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out.with_suffix(".csv"), index=False, float_format="%.4f")
     command = f"python -m {module} " + shlex.join(argv if argv is not None else sys.argv[1:])
-    text = (f"# {title}\n\nCommand: `{command.strip()}`  \nMachine: {machine()}  \n{notes}\n\n"
+    text = (f"# {title}\n\nCommand: `{command.strip()}`  \nCommit: {commit()}  \nMachine: {machine()}  \n{notes}\n\n"
             + table.to_markdown(index=False, floatfmt=".4f") + "\n")
     out.with_suffix(".md").write_text(text)
     return text

@@ -18,8 +18,8 @@ def test_profiles_pick_the_policies():
     assert EVOLUTIONS["paper"] == {"population_size": 50, "generations": 20, "parents": 10}  # the SPOS paper's
     # budget: the same start and travel for every α strategy; paper: each strategy's own published settings
     for name in ("avnas", "darts", "proxyless"):
-        assert alpha_kwargs(RunSettings(strategy=name)) == {"alpha_init_std": 1e-3, "alpha_travel": DEFAULT_ALPHA_TRAVEL,
-                                                            "keep_best": True}
+        expected = {"alpha_init_std": 1e-3, "alpha_travel": DEFAULT_ALPHA_TRAVEL, "keep_best": True}
+        assert alpha_kwargs(RunSettings(strategy=name)) == expected
     assert alpha_kwargs(RunSettings(strategy="avnas", alpha_policy="paper"))["alpha_init_std"] == 1.0
     assert alpha_kwargs(RunSettings(strategy="darts", alpha_policy="paper"))["alpha_init_std"] == 1e-3
     assert alpha_kwargs(RunSettings(strategy="spos")) == {}
