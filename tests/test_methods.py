@@ -258,7 +258,8 @@ def test_the_paper_profile_gives_a_method_its_papers_settings(monkeypatch):
     assert flagged.batch_size == 16 and flagged.finetune_lr == 5e-5
     quick = table2._settings(ROWS["AVHash"], 64, 1, {**table2.BENCH_PROFILES["quick"], "profile": "quick"})
     assert (quick.batch_size, quick.finetune_lr) == (32, 1e-3)  # the quick profile as is
-    assert quick.finetune_epochs == table2.BENCH_PROFILES["quick"]["finetune_epochs"]
+    # trained from scratch: the supernet + fine-tune epochs a searched row gets (equal budgets)
+    assert quick.finetune_epochs == sum(table2.BENCH_PROFILES["quick"][k] for k in ("search_epochs", "finetune_epochs"))
     # Unpatched, AVHash's paper settings are what the paper profile gives every row (SPEC §4 is AVHash's setting).
     monkeypatch.undo()
     plain, darts = (table2._settings(ROWS[name], 64, 1, base) for name in ("AVHash", "DARTS"))
@@ -558,7 +559,8 @@ def test_conmh_is_registered_with_its_table2_row(monkeypatch):
     assert paper.method == "conmh" and paper.strategy == "fixed" and paper.extra == {}
     quick = table2._settings(row, 64, 1, {**table2.BENCH_PROFILES["quick"], "profile": "quick"})
     assert (quick.batch_size, quick.finetune_lr, quick.tau) == (32, 1e-3, 0.5)
-    assert quick.finetune_epochs == table2.BENCH_PROFILES["quick"]["finetune_epochs"]
+    # trained from scratch: the supernet + fine-tune epochs a searched row gets (equal budgets)
+    assert quick.finetune_epochs == sum(table2.BENCH_PROFILES["quick"][k] for k in ("search_epochs", "finetune_epochs"))
 
 
 def test_cli_trains_a_method(tiny_data, tmp_path, capsys):
