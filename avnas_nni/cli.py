@@ -129,12 +129,25 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
     settings = _settings(args, getattr(args, "strategy", "fixed"))
     runner = run_search if args.command == "search" else run_method if settings.method else run_train
+    made = not args.out.exists()
     handler = _log_to(args.out)
     try:
         metrics = runner(settings, args.out, resume=args.resume, progress=not args.no_progress)
     finally:
         logging.getLogger().removeHandler(handler)
+        handler.close()
+        _discard_unstarted(args.out, made)
     _print_result(metrics, args.out)
+
+
+def _discard_unstarted(out: Path, made: bool) -> None:
+    """Remove a run directory this command made if the run failed before finishing anything (bad data …)."""
+    from avnas_nni.runs import RunDir
+
+    if made and out.is_dir() and not RunDir(out).has_finished_work() and not (out / ".lock").exists():
+        import shutil
+
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -440,7 +453,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         code = args.func(args)
-    except (KeyboardInterrupt, SystemExit):  # Lightning answers Ctrl-C with a graceful shutdown and sys.exit(1)
+    except SystemExit as exc:
+        if type(exc).__name__ != "SIGTERMException":  # Lightning's, raised at a batch end after a SIGTERM
+            print("avnas: interrupted; the last finished epoch is checkpointed: rerun the same command with "
+                  "--resume", file=sys.stderr)
+            return 130
+        print("avnas: terminated (SIGTERM); the last finished epoch is checkpointed: rerun the same command with "
+              "--resume", file=sys.stderr)
+        return 143
+    except KeyboardInterrupt:  # Lightning answers Ctrl-C with a graceful shutdown and sys.exit(1)
         print("avnas: interrupted; the last finished epoch is checkpointed: rerun the same command with --resume",
               file=sys.stderr)
         return 130
