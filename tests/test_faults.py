@@ -267,3 +267,72 @@ def test_sigterm_checkpoints_the_epoch_exits_143_and_resume_finishes(reference, 
     run_search(_settings(tiny_data), out, resume=True)
     _same_result(out, reference)
     assert time.perf_counter() - started < 120
+
+
+# --- codes and indexes ------------------------------------------------------------------------------------------
+
+def _codes(n: int, seed: int):
+    from avnas_nni.index import CodeSet
+
+    rng = np.random.default_rng(seed)
+    return CodeSet(rng.integers(0, 256, (n, 2), dtype=np.uint8), [f"v{i}" for i in range(n)], 16)
+
+
+def test_an_index_modified_after_its_build_is_refused(tmp_path):
+    from avnas_nni.index import HashIndex, IndexFileError
+
+    HashIndex.build(_codes(50, 0), "flat").save(tmp_path / "index")
+    meta = json.loads((tmp_path / "index" / "index.json").read_text())
+    assert set(meta["files"]) == {"index.faiss", "codes.h5"} and len(meta["files"]["codes.h5"]["sha256"]) == 64
+    assert len(HashIndex.load(tmp_path / "index")) == 50
+    faiss_path = tmp_path / "index" / "index.faiss"
+    original = faiss_path.read_bytes()
+    flipped = bytearray(original)
+    flipped[-3] ^= 0xFF  # one code bit changed, same size: only the digest can tell
+    faiss_path.write_bytes(bytes(flipped))
+    with pytest.raises(IndexFileError, match=r"index\.faiss: modified after the index was built \(sha256 "):
+        HashIndex.load(tmp_path / "index")
+    faiss_path.write_bytes(original)
+    with open(tmp_path / "index" / "codes.h5", "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(IndexFileError, match=r"codes\.h5: modified after the index was built \(\d+ bytes"):
+        HashIndex.load(tmp_path / "index")
+
+
+@pytest.mark.parametrize("part", ["codes.h5", "index.faiss"])
+def test_disk_full_while_writing_codes_or_an_index(tmp_path, monkeypatch, part):
+    """ENOSPC at the write call: one line naming the file; the index and codes written before stay loadable."""
+    from avnas_nni import index as index_mod
+    from avnas_nni.index import HashIndex, IndexFileError, read_codes, write_codes
+
+    HashIndex.build(_codes(50, 0), "flat").save(tmp_path / "index")
+    write_codes(tmp_path / "codes.h5", _codes(50, 0))
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    if part == "codes.h5":
+        real_file = h5py.File
+
+        def file(name, mode="r", *args, **kwargs):
+            if mode == "w":
+                raise full
+            return real_file(name, mode, *args, **kwargs)
+
+        monkeypatch.setattr(index_mod.h5py, "File", file)
+        with pytest.raises(IndexFileError, match=rf"^{tmp_path / 'codes.h5'}: cannot write codes \(No space left"):
+            write_codes(tmp_path / "codes.h5", _codes(80, 1))
+    else:
+        faiss = index_mod._faiss()
+
+        class Full:
+            def __getattr__(self, name):
+                return getattr(faiss, name)
+
+            def write_index_binary(self, index, path):  # faiss's own message for a failed fwrite
+                raise RuntimeError("Error in faiss::BufferedIOWriter: fwrite returned 0 (No space left on device)")
+
+        monkeypatch.setattr(index_mod, "_faiss", Full)
+    with pytest.raises(IndexFileError, match=rf"^{tmp_path / 'index' / part}: cannot write .*No space left on device.*"
+                                             rf"; {tmp_path / 'index'} is unchanged$"):
+        HashIndex.build(_codes(80, 1), "flat").save(tmp_path / "index")
+    monkeypatch.undo()
+    assert len(HashIndex.load(tmp_path / "index")) == 50 and len(read_codes(tmp_path / "codes.h5")) == 50
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["codes.h5", "index"]  # no temporary left behind
