@@ -246,6 +246,9 @@ def save_weights(model: torch.nn.Module, path: Path) -> Path:
     try:
         save_file(state, tmp)
         os.replace(tmp, path)
+    except OSError as exc:  # disk full …: one line naming the file; an older one stays as it was
+        Path(tmp).unlink(missing_ok=True)
+        raise write_error(path, exc, "weights") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

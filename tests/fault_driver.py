@@ -1,6 +1,7 @@
 """Run ``avnas`` with one fault injected, for the subprocess tests of tests/test_faults.py.
 
-``python tests/fault_driver.py FAULT ARG -- AVNAS-ARGS…`` where FAULT is
+``python tests/fault_driver.py FAULT ARG -- AVNAS-ARGS…`` (``-- trial TRIAL-ARGS…``: ``python -m avnas_nni.trial``)
+where FAULT is
 
 * ``kill-write N``: the N-th durable file write (settings, checkpoints, arch, history, metrics: every write of
   :func:`avnas_nni.runs.atomic_write_bytes`) writes half its bytes, then the process SIGKILLs itself;
@@ -53,6 +54,10 @@ def main(argv: list[str]) -> int:
         pipeline._EpochLog.on_train_epoch_end = end
     else:
         raise SystemExit(f"unknown fault {fault!r}")
+    if rest[0] == "trial":  # the NNI trial entry instead of the avnas command
+        from avnas_nni import trial
+
+        return trial.main(rest[1:])
     return cli.main(rest)
 
 

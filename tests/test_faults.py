@@ -234,6 +234,22 @@ def test_disk_full_while_writing_a_checkpoint(trained, tiny_data, tmp_path, monk
     assert metrics["test_mAP@100"] == pytest.approx(trained[1]["test_mAP@100"], abs=1e-12)
 
 
+def test_disk_full_while_writing_weights(tmp_path, monkeypatch):
+    out = tmp_path / "model.safetensors"
+    net = torch.nn.Linear(3, 2)
+    runs.save_weights(net, out)
+    before = out.read_bytes()
+
+    def full(state, filename, *args, **kwargs):
+        Path(filename).write_bytes(b"half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(runs, "save_file", full)
+    with pytest.raises(RunError, match=rf"^{out}: cannot write weights \(No space left on device\); free some"):
+        runs.save_weights(torch.nn.Linear(3, 2), out)
+    assert out.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
+
+
 # --- SIGKILL and SIGTERM (subprocesses) -----------------------------------------------------------------------------
 
 #: Durable writes of the tiny search, in order: settings.json, search last.ckpt of epochs 0 and 1, arch.json,
@@ -336,3 +352,14 @@ def test_disk_full_while_writing_codes_or_an_index(tmp_path, monkeypatch, part):
     monkeypatch.undo()
     assert len(HashIndex.load(tmp_path / "index")) == 50 and len(read_codes(tmp_path / "codes.h5")) == 50
     assert sorted(p.name for p in tmp_path.iterdir()) == ["codes.h5", "index"]  # no temporary left behind
+
+
+def test_sigterm_in_an_nni_trial_exits_143_not_0(tiny_data, tmp_path):
+    """Lightning's SIGTERMException is a SystemExit without a code: uncaught, a terminated trial would exit 0."""
+    out = tmp_path / "run"
+    stopped = _python("tests/fault_driver.py", "term-epoch", "finetune:0", "--", "trial", "--data", tiny_data,
+                      "--out", str(out), "--no-onnx", "--set", "arch=\"transformer\"", "--set", "bits=8",
+                      "--set", "finetune_epochs=2", "--set", "batch_size=16")
+    assert stopped.returncode == 143, stopped.stderr[-2000:]
+    assert f"avnas trial: terminated (SIGTERM); the last finished epoch is checkpointed in {out}" in stopped.stderr
+    assert _epoch(out / "checkpoints" / "finetune" / "last.ckpt") == 0 and not (out / "metrics.json").exists()
