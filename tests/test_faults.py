@@ -90,6 +90,9 @@ def test_bad_data_then_the_corrected_command_into_the_same_out(tiny_data, tmp_pa
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "nowhere.json: dataset config not found" in err
     assert not out.exists()  # nothing written: the corrected command is not refused
+    if not torch.cuda.is_available():
+        assert main([*args, "--data", tiny_data, "--device", "cuda"]) == 2
+        assert "cuda requested but torch sees no CUDA device" in capsys.readouterr().err and not out.exists()
     assert main([*args, "--data", tiny_data]) == 0
     assert (out / "metrics.json").is_file()
 
