@@ -10,6 +10,7 @@ import copy
 import functools
 import io
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -22,9 +23,11 @@ from nni.nas.execution import SequentialExecutionEngine
 from nni.nas.space import RawFormatModelSpace
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from avnas_nni.codes import sign_codes
 from avnas_nni.data import SPLITS
+from avnas_nni.errors import AVNASError
 from avnas_nni.evaluator import HashingModule, encode, load_split, make_evaluator
 from avnas_nni.methods import METHODS, MethodModule, build_method
 from avnas_nni.metrics import retrieval_report
@@ -36,6 +39,19 @@ __all__ = ["PROFILES", "RunSettings", "check_settings", "shares_search", "run_se
            "evaluate_run", "build_space", "load_run_model"]
 
 logger = logging.getLogger(__name__)
+
+
+class _QuietNNIWrappers(logging.Filter):
+    """Drops NNI's "Model 1 fails to be executed" / "Strategy failed to execute" lines while the exception passing
+    through is a user error, a NaN loss or a SIGTERM: the face that catches it says what happened in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # NNI logs these inside its ``except:`` blocks, so the exception is the one being handled now.
+        return not isinstance(sys.exc_info()[1], AVNASError | FloatingPointError | SIGTERMException)
+
+
+for _name in ("nni.nas.execution.sequential", "nni.nas.strategy.base"):
+    logging.getLogger(_name).addFilter(_QuietNNIWrappers())
 
 #: Called with each finished epoch's history row.
 EpochHook = Callable[[dict[str, Any]], None]

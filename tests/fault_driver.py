@@ -5,12 +5,14 @@ where FAULT is
 
 * ``kill-write N``: the N-th durable file write (settings, checkpoints, arch, history, metrics: every write of
   :func:`avnas_nni.runs.atomic_write_bytes`) writes half its bytes, then the process SIGKILLs itself;
+* ``full-write N``: the N-th durable write writes half its bytes, then fails with ``ENOSPC`` (disk full);
 * ``term-epoch STAGE:EPOCH``: the process sends itself SIGTERM at the end of that epoch, as ``nnictl stop`` or a
   scheduler would, before the epoch's checkpoint is written.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -27,7 +29,7 @@ def main(argv: list[str]) -> int:
     assert sep == "--", argv
     from avnas_nni import cli, pipeline, runs
 
-    if fault == "kill-write":
+    if fault in ("kill-write", "full-write"):
         target, calls = int(arg), {"n": 0}
         original = runs._write_fd
 
@@ -38,6 +40,8 @@ def main(argv: list[str]) -> int:
                   flush=True)
             if calls["n"] == target:
                 os.write(fd, data[: len(data) // 2])
+                if fault == "full-write":
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
                 os.kill(os.getpid(), signal.SIGKILL)
             original(fd, data)
 

@@ -274,13 +274,25 @@ def test_sigkill_inside_a_write_then_resume_gives_the_uninterrupted_result(refer
     _same_result(out, reference)
 
 
+def test_disk_full_inside_nnis_engine_is_one_line(tiny_data, tmp_path):
+    """ENOSPC at the search's second checkpoint, under NNI's engine: one line naming it, exit 2, no NNI lines."""
+    out = tmp_path / "run"
+    failed = _python("tests/fault_driver.py", "full-write", "3", "--", "search", "--data", tiny_data, "--out",
+                     str(out), *CLI_ARGS)
+    assert failed.returncode == 2, failed.stderr[-2000:]
+    assert _error_lines(failed.stderr) == [f"avnas: error: {out}/checkpoints/search/last.ckpt: cannot write file (No "
+                                           "space left on device); free some space and rerun with --resume"]
+    assert "Strategy failed" not in failed.stderr
+    assert _epoch(out / "checkpoints" / "search" / "last.ckpt") == 0
+
+
 def test_sigterm_checkpoints_the_epoch_exits_143_and_resume_finishes(reference, tiny_data, tmp_path):
     out = tmp_path / "run"
     started = time.perf_counter()
     stopped = _python("tests/fault_driver.py", "term-epoch", "search:0", "--", "search", "--data", tiny_data,
                       "--out", str(out), *CLI_ARGS)
     assert stopped.returncode == 143, stopped.stderr[-2000:]
-    assert "avnas: terminated (SIGTERM)" in stopped.stderr
+    assert "avnas: terminated (SIGTERM)" in stopped.stderr and "fails to be executed" not in stopped.stderr
     assert _epoch(out / "checkpoints" / "search" / "last.ckpt") == 0  # the epoch SIGTERM arrived in
     assert not (out / ".lock").exists()
     run_search(_settings(tiny_data), out, resume=True)
