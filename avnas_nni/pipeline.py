@@ -36,7 +36,7 @@ from search_spaces import AVNASSpace, check_sample, get_expert, single_modality
 from strategies import STRATEGIES, make_strategy, prune
 
 __all__ = ["PROFILES", "RunSettings", "check_settings", "shares_search", "run_search", "run_train", "run_method",
-           "evaluate_run", "build_space", "load_run_model"]
+           "evaluate_run", "build_space", "load_run_model", "validate_inputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class _QuietNNIWrappers(logging.Filter):
 
 for _name in ("nni.nas.execution.sequential", "nni.nas.strategy.base"):
     logging.getLogger(_name).addFilter(_QuietNNIWrappers())
+del _name
 
 #: Called with each finished epoch's history row.
 EpochHook = Callable[[dict[str, Any]], None]
