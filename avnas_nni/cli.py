@@ -142,12 +142,25 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
     settings = _settings(args, getattr(args, "strategy", "fixed"))
     runner = run_search if args.command == "search" else run_method if settings.method else run_train
+    made = not args.out.exists()
     handler = _log_to(args.out)
     try:
         metrics = runner(settings, args.out, resume=args.resume, progress=not args.no_progress)
     finally:
         logging.getLogger().removeHandler(handler)
+        handler.close()
+        _discard_unstarted(args.out, made)
     _print_result(metrics, args.out)
+
+
+def _discard_unstarted(out: Path, made: bool) -> None:
+    """Remove a run directory this command made if the run failed before finishing anything (bad data …)."""
+    from avnas_nni.runs import RunDir
+
+    if made and out.is_dir() and not RunDir(out).has_finished_work() and not (out / ".lock").exists():
+        import shutil
+
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -463,6 +476,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = args.func(args)
     except SystemExit as exc:
+        if type(exc).__name__ == "SIGTERMException":  # Lightning's, raised at a batch end after a SIGTERM
+            print("avnas: terminated (SIGTERM); the last finished epoch is checkpointed: rerun the same command with "
+                  "--resume", file=sys.stderr)
+            return 143
         # Lightning answers Ctrl-C with a graceful shutdown and sys.exit(1) while handling the KeyboardInterrupt;
         # any other SystemExit is argparse's (avnas bench NAME --help, a bad benchmark argument): keep its code.
         if not isinstance(exc.__context__, KeyboardInterrupt):

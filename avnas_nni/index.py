@@ -29,6 +29,7 @@ distances come back in a fixed order.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -140,9 +141,27 @@ def write_codes(path: str | os.PathLike, codes: CodeSet) -> Path:
             h5.attrs["format"] = "avnas-codes"
             h5.attrs["provenance"] = json.dumps(codes.attrs)
         os.replace(tmp, path)
+    except OSError as exc:  # disk full, read-only …: one line naming the file; an old one stays as it was
+        raise IndexFileError(f"{path}: cannot write codes ({_os_reason(exc)})") from None
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _os_reason(exc: OSError) -> str:
+    if exc.errno:
+        return os.strerror(exc.errno)
+    # h5py reports a failed write as a bare OSError whose text carries the system's reason.
+    return str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+
+
+def _file_digest(path: Path) -> dict[str, Any]:
+    """Size and SHA-256 of a file, as stored in ``index.json`` and checked on load."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
 def read_codes(path: str | os.PathLike) -> CodeSet:
@@ -284,11 +303,26 @@ class HashIndex:
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
         tmp.chmod(0o755)  # mkdtemp's 0700 would otherwise stick to the published directory
         try:
-            _faiss().write_index_binary(self.index, str(tmp / "index.faiss"))
-            write_codes(tmp / "codes.h5", self.codes)
-            (tmp / "index.json").write_text(json.dumps({"format": "avnas-index", "version": _INDEX_VERSION,
-                                                        "kind": self.kind, "bits": self.bits, "size": len(self),
-                                                        **self.params}, indent=2) + "\n")
+            try:
+                _faiss().write_index_binary(self.index, str(tmp / "index.faiss"))
+            except (OSError, RuntimeError) as exc:  # faiss reports a failed fwrite as a RuntimeError
+                reason = _os_reason(exc) if isinstance(exc, OSError) else str(exc).strip().splitlines()[-1][:160]
+                raise IndexFileError(f"{directory / 'index.faiss'}: cannot write the index ({reason}); "
+                                     f"{directory} is unchanged") from None
+            try:
+                write_codes(tmp / "codes.h5", self.codes)
+            except IndexFileError as exc:
+                raise IndexFileError(f"{directory / 'codes.h5'}: {str(exc).split(': ', 1)[1]}; {directory} is "
+                                     "unchanged") from None
+            # Sizes and SHA-256 of the parts: load refuses parts changed after the build.
+            files = {name: _file_digest(tmp / name) for name in ("index.faiss", "codes.h5")}
+            try:
+                (tmp / "index.json").write_text(json.dumps({"format": "avnas-index", "version": _INDEX_VERSION,
+                                                            "kind": self.kind, "bits": self.bits, "size": len(self),
+                                                            **self.params, "files": files}, indent=2) + "\n")
+            except OSError as exc:
+                raise IndexFileError(f"{directory / 'index.json'}: cannot write ({_os_reason(exc)}); {directory} "
+                                     "is unchanged") from None
             old = None
             if directory.exists():
                 old = directory.with_name(f".{directory.name}.old")
@@ -316,6 +350,7 @@ class HashIndex:
             raise IndexFileError(f"{meta_path}: expected JSON with kind, bits and size ({exc})") from None
         if kind not in INDEX_KINDS:
             raise IndexFileError(f"{meta_path}: kind: expected one of {', '.join(INDEX_KINDS)}, got {kind!r}")
+        _check_files(directory, meta.get("files"))
         codes = read_codes(directory / "codes.h5")
         try:
             index = _faiss().read_index_binary(str(directory / "index.faiss"))
@@ -329,3 +364,25 @@ class HashIndex:
         if "nflip" in params:
             index.nflip = params["nflip"]
         return cls(index, codes, kind, params)
+
+
+def _check_files(directory: Path, files: Any) -> None:
+    """Refuse an index part whose size or SHA-256 differ from those ``index.json`` recorded at build time."""
+    if files is None:  # built before the digests were stored
+        logger.debug("%s: index.json stores no file digests; parts not checked", directory)
+        return
+    for name in ("index.faiss", "codes.h5"):
+        path = directory / name
+        expected = files.get(name) if isinstance(files, dict) else None
+        if not isinstance(expected, dict) or not {"bytes", "sha256"} <= expected.keys():
+            raise IndexFileError(f"{directory / 'index.json'}: 'files' lacks the size and sha256 of {name}")
+        if not path.is_file():
+            raise IndexFileError(f"{path}: missing; rebuild the index with 'avnas index build'")
+        size = path.stat().st_size
+        if size != expected["bytes"]:
+            raise IndexFileError(f"{path}: modified after the index was built ({size} bytes, index.json says "
+                                 f"{expected['bytes']}); rebuild it with 'avnas index build'")
+        actual = _file_digest(path)["sha256"]
+        if actual != expected["sha256"]:
+            raise IndexFileError(f"{path}: modified after the index was built (sha256 {actual[:12]}…, index.json "
+                                 f"says {expected['sha256'][:12]}…); rebuild it with 'avnas index build'")

@@ -7,7 +7,10 @@ This is the workflow the CLI, the NNI trial entry and the benchmarks share: one 
 from __future__ import annotations
 
 import copy
+import functools
+import io
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -19,13 +22,16 @@ import torch
 from nni.nas.execution import SequentialExecutionEngine
 from nni.nas.space import RawFormatModelSpace
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from avnas_nni.codes import sign_codes
-from avnas_nni.errors import DataError, SettingsError
+from avnas_nni.data import SPLITS
+from avnas_nni.errors import AVNASError, DataError, SettingsError
 from avnas_nni.evaluator import HashingModule, encode, load_split, make_evaluator
 from avnas_nni.methods import METHODS, MethodModule, build_method
 from avnas_nni.metrics import retrieval_report
-from avnas_nni.runs import RunDir, RunError, load_weights, read_json, save_weights
+from avnas_nni.runs import RunDir, RunError, RunLock, atomic_write_bytes, load_weights, read_json, save_weights
 from search_spaces import AVNASSpace, check_sample, get_expert, single_modality
 from strategies import (
     ALPHA_STRATEGIES,
@@ -40,9 +46,24 @@ from strategies import (
 )
 
 __all__ = ["PROFILES", "EVOLUTIONS", "ALPHA_POLICIES", "RunSettings", "check_settings", "shares_search", "run_search",
-           "run_train", "run_method", "evaluate_run", "build_space", "load_run_model", "alpha_kwargs"]
+           "run_train", "run_method", "evaluate_run", "build_space", "load_run_model", "alpha_kwargs",
+           "validate_inputs"]
 
 logger = logging.getLogger(__name__)
+
+
+class _QuietNNIWrappers(logging.Filter):
+    """Drops NNI's "Model 1 fails to be executed" / "Strategy failed to execute" lines while the exception passing
+    through is a user error, a NaN loss or a SIGTERM: the face that catches it says what happened in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # NNI logs these inside its ``except:`` blocks, so the exception is the one being handled now.
+        return not isinstance(sys.exc_info()[1], AVNASError | FloatingPointError | SIGTERMException)
+
+
+for _name in ("nni.nas.execution.sequential", "nni.nas.strategy.base"):
+    logging.getLogger(_name).addFilter(_QuietNNIWrappers())
+del _name
 
 #: Called with each finished epoch's history row.
 EpochHook = Callable[[dict[str, Any]], None]
@@ -212,14 +233,60 @@ def _trainer_kwargs(settings: RunSettings, run: RunDir, stage: str, progress: bo
     callbacks.append(ModelCheckpoint(dirpath=run.checkpoints(stage), filename="last", monitor=None, save_top_k=1,
                                      enable_version_counter=False, save_on_train_epoch_end=True))
     return dict(accelerator=settings.accelerator, enable_progress_bar=progress, callbacks=callbacks,
-                enable_checkpointing=True, deterministic=False)
+                enable_checkpointing=True, deterministic=False, plugins=[_CheckpointIO()])
+
+
+#: Kept beside each ``last.ckpt``: the epoch before, until the new ``last.ckpt`` is complete.
+PREVIOUS_CHECKPOINT = "last.prev.ckpt"
+
+
+class _CheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made durable: serialise in memory, write a temporary file, fsync, rename;
+    the ``last.ckpt`` being replaced stays as ``last.prev.ckpt``; an ``OSError`` (disk full) is a one-line
+    :class:`RunError` naming the checkpoint, with the old one intact."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        path = Path(path)
+        keep = path.with_name(PREVIOUS_CHECKPOINT) if path.name == "last.ckpt" else None
+        atomic_write_bytes(path, buffer.getbuffer().tobytes(), keep_previous=keep)
 
 
 def _resume_path(run: RunDir, stage: str, resume: bool) -> str | None:
     if not resume:
         return None
     last = run.last_checkpoint(stage)
-    return str(last) if last else None
+    if last is None:
+        return None
+    _check_checkpoint(last)
+    return str(last)
+
+
+def _check_checkpoint(path: Path) -> None:
+    """Refuse an unreadable checkpoint with one line naming it and the way back to the epoch before."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or "state_dict" not in state or "epoch" not in state:
+            raise ValueError("no state_dict/epoch")
+    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError … on damaged files
+        previous = path.with_name(PREVIOUS_CHECKPOINT)
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        fallback = (f"to resume from the epoch before: mv {previous} {path} and rerun with --resume"
+                    if previous.is_file() else f"no earlier checkpoint is kept; delete {path.parent} to restart "
+                    "this stage")
+        raise RunError(f"{path}: damaged checkpoint ({reason}); {fallback}") from None
+
+
+def _locked(runner: Callable[..., dict]) -> Callable[..., dict]:
+    """Hold the run directory's :class:`RunLock` while ``runner(settings, out, ...)`` writes it."""
+
+    @functools.wraps(runner)
+    def locked(settings: RunSettings, out: str | Path, *args: Any, **kwargs: Any) -> dict:
+        with RunLock(out):
+            return runner(settings, out, *args, **kwargs)
+
+    return locked
 
 
 def _search(settings: RunSettings, run: RunDir, resume: bool, progress: bool, on_epoch: EpochHook | None,
@@ -372,6 +439,7 @@ def _space_kwargs(space: AVNASSpace) -> dict[str, Any]:
     return dict(space.trace_kwargs)
 
 
+@_locked
 def run_search(settings: RunSettings, out: str | Path, *, resume: bool = False, progress: bool = False,
                on_epoch: EpochHook | None = None, also_prune: tuple[str, ...] = (),
                search_from: str | Path | None = None) -> dict:
@@ -454,6 +522,7 @@ def _shared_search(settings: RunSettings, source: str | Path) -> tuple[dict[str,
     return record, record["also_pruned"][settings.prune], Path(source) / f"pruned_init_{settings.prune}.safetensors"
 
 
+@_locked
 def run_train(settings: RunSettings, out: str | Path, *, resume: bool = False, progress: bool = False,
               on_epoch: EpochHook | None = None) -> dict:
     """Train a fixed architecture (an expert name, ``NAME-visual``/``NAME-audio`` or an ``arch.json``) from scratch.
@@ -473,6 +542,7 @@ def run_train(settings: RunSettings, out: str | Path, *, resume: bool = False, p
     return _finish(run, settings, model, rows, timings)
 
 
+@_locked
 def run_method(settings: RunSettings, out: str | Path, *, resume: bool = False, progress: bool = False,
                on_epoch: EpochHook | None = None) -> dict:
     """Train the video-hashing method ``settings.method`` (:mod:`avnas_nni.methods`) from scratch with its own loss.
@@ -532,16 +602,32 @@ def check_settings(path: str | Path, settings: RunSettings, action: str) -> None
             raise RunError(f"{run.settings_path}: {action} with other settings than the run's: {diff}")
 
 
+def validate_inputs(settings: RunSettings) -> None:
+    """Check everything a run reads before it writes anything: the device, and every split of the data (read
+    once into the per-process cache the run then trains from, so a NaN or a truncated file is a one-line
+    :class:`~avnas_nni.errors.DataError` here, not an error inside NNI's engine later)."""
+    settings.accelerator  # noqa: B018 - raises ValueError for cuda without a CUDA device
+    for split in SPLITS:
+        load_split(settings.data, split)
+
+
 def _prepare(run: RunDir, settings: RunSettings, resume: bool) -> None:
+    # Validate first, write second: a bad --data leaves nothing that blocks the corrected command.
+    validate_inputs(settings)
     if resume:
         if not run.settings_path.is_file():
             raise RunError(f"{run.path}: nothing to resume (no settings.json); run without --resume first")
         check_settings(run.path, settings, "--resume")
         return
     if run.metrics_path.exists() or run.settings_path.exists():
-        raise RunError(f"{run.path}: already holds a run; choose another --out or pass --resume")
+        if run.has_finished_work():
+            raise RunError(f"{run.path}: already holds a run; choose another --out or pass --resume")
+        # Made by a run that failed or was killed before its first finished epoch (the lock says it is not
+        # running): nothing in it is worth keeping.
+        logger.warning("%s: taking over a run that finished no epoch", run.path)
     run.path.mkdir(parents=True, exist_ok=True)
     run.write_json("settings.json", asdict(settings))
+
 
 
 def load_run_model(path: str | Path) -> tuple[torch.nn.Module, RunSettings, dict[str, Any]]:

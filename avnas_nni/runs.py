@@ -12,16 +12,21 @@
       alpha_history.png  the same as a figure, one panel per cell
       pruned_init.safetensors  the pruned network with the supernet's weights W* (fine-tuning starts here)
       run.log            the log
-      checkpoints/       Lightning checkpoints of each stage (for --resume)
+      checkpoints/       Lightning checkpoints of each stage (for --resume): last.ckpt, and last.prev.ckpt,
+                         the epoch before, kept until the new last.ckpt is complete
+      .lock              while a process writes the run: its pid (see :class:`RunLock`)
 
 Files are written to a temporary name and renamed, so a killed run never leaves a half-written file.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import logging
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,7 +37,8 @@ from safetensors.torch import load_file, save_file
 
 from avnas_nni.errors import AVNASError
 
-__all__ = ["RunDir", "RunError", "atomic_write_text", "read_json", "save_weights", "load_weights"]
+__all__ = ["RunDir", "RunError", "RunLock", "atomic_write_bytes", "atomic_write_text", "read_json", "save_weights",
+           "load_weights", "write_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,17 +47,52 @@ class RunError(AVNASError):
     """A run directory or architecture file that cannot be used."""
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same directory and a rename."""
+def write_error(path: Path, exc: OSError, what: str = "file") -> RunError:
+    """A one-line :class:`RunError` for an ``OSError`` while writing ``path`` (disk full, read-only, …)."""
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    hint = "; free some space and rerun with --resume" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+    return RunError(f"{path}: cannot write {what} ({reason}){hint}")
+
+
+def _write_fd(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` and flush it to disk (the fault tests patch this to fail or die mid-write)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.fsync(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes, keep_previous: Path | None = None) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory, fsync and a rename.
+
+    ``path`` is at every moment either its old complete content or the new one. With ``keep_previous``, the old
+    content (if any) is first linked to that name, so the file before the new one survives it. An ``OSError``
+    (e.g. ``ENOSPC``) leaves ``path`` as it was and becomes a one-line :class:`RunError` naming it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        try:
+            os.fchmod(fd, 0o644)  # mkstemp's 0600 would otherwise stick to the published file
+            _write_fd(fd, data)
+        finally:
+            os.close(fd)
+        if keep_previous is not None and path.is_file():
+            link = Path(f"{tmp}.prev")
+            os.link(path, link)  # a second name for the old inode, then renamed over the previous previous
+            os.replace(link, keep_previous)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise write_error(path, exc) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same directory and a rename."""
+    atomic_write_bytes(path, text.encode())
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
@@ -90,6 +131,19 @@ class RunDir:
         """The last finished epoch's checkpoint of a stage, if any."""
         last = self.checkpoints(stage) / "last.ckpt"
         return last if last.is_file() else None
+
+    def has_finished_work(self) -> bool:
+        """Whether the run finished anything worth keeping: an epoch's checkpoint, pruned or final weights, metrics.
+
+        ``settings.json``, ``arch.json`` (a fixed architecture's is written before its first epoch), ``run.log``
+        and ``.lock`` do not count: a run that failed before its first finished epoch may be taken over.
+        """
+        if not self.path.is_dir():
+            return False
+        names = ("metrics.json", "model.safetensors")
+        return (any((self.path / name).exists() for name in names)
+                or any(self.path.glob("pruned_init*.safetensors"))
+                or any((self.path / "checkpoints").glob("*/*.ckpt")))
 
     def write_json(self, name: str, value: dict[str, Any]) -> Path:
         path = self.path / name
@@ -172,6 +226,76 @@ def _plot_alpha_history(table: pd.DataFrame, path: Path) -> None:
         plt.close(fig)
 
 
+class RunLock:
+    """An exclusive lock on a run directory while one process writes it: ``RUN/.lock`` holding ``pid host``.
+
+    Taken with ``flock``, so the kernel drops it when its process dies, however it dies: a second process is
+    refused with the holder's pid while the holder lives; a lock file left by a dead process (SIGKILL, power
+    loss) is taken over with a warning naming its pid. Makes the directory if needed; on release removes the lock
+    file, and the directory too if this lock made it and it is left empty.
+
+    Parameters
+    ----------
+    path : path
+        The run directory.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.lock_path = self.path / ".lock"
+        self._fd: int | None = None
+        self._made = False
+
+    def acquire(self) -> RunLock:
+        self._made = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                pid, _, host = holder.partition(" ")
+                raise RunError(f"{self.path}: in use by another avnas process (pid {pid}"
+                               f"{f' on {host}' if host else ''}); wait for it, stop it, or choose another --out"
+                               ) from None
+            # A holder releasing in between unlinks the file we opened: lock the file now at the path instead.
+            try:
+                same = os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        stale = os.read(fd, 200).decode(errors="replace").strip()
+        if stale:
+            logger.warning("%s: took over the stale lock of pid %s (that process is gone)", self.path,
+                           stale.split(" ")[0])
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        self.lock_path.unlink(missing_ok=True)  # before unlocking: a waiter then retries on a fresh file
+        os.close(self._fd)
+        self._fd = None
+        if self._made:
+            try:
+                self.path.rmdir()  # only if empty: a run that wrote nothing leaves nothing
+            except OSError:
+                pass
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 def save_weights(model: torch.nn.Module, path: Path) -> Path:
     """Save a state dict as safetensors, atomically."""
     path = Path(path)
@@ -182,6 +306,9 @@ def save_weights(model: torch.nn.Module, path: Path) -> Path:
     try:
         save_file(state, tmp)
         os.replace(tmp, path)
+    except OSError as exc:  # disk full …: one line naming the file; an older one stays as it was
+        Path(tmp).unlink(missing_ok=True)
+        raise write_error(path, exc, "weights") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

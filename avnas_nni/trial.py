@@ -186,6 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     except AVNASError as exc:  # bad parameters or data; anything else is a bug and keeps its traceback
         print(f"avnas trial: error: {exc}", file=sys.stderr)
         return 2
+    except SystemExit as exc:
+        if type(exc).__name__ != "SIGTERMException":
+            raise
+        # Lightning's SIGTERMException carries no code, which would exit 0: say it and exit as SIGTERM does.
+        print(f"avnas trial: terminated (SIGTERM); the last finished epoch is checkpointed in {out}",
+              file=sys.stderr)
+        return 143
     record = json.loads((out / "arch.json").read_text())
     final = {
         "default": metrics["test_mAP@100"], "val_mAP": metrics["val_mAP@100"],

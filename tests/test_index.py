@@ -114,6 +114,11 @@ def test_index_save_load_and_corruption(tmp_path):
     assert len(HashIndex.load(tmp_path / "flat")) == 20
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flat", "multihash"]
     (tmp_path / "flat" / "index.faiss").write_bytes(b"garbage")
+    with pytest.raises(IndexFileError, match=r"index\.faiss: modified after the index was built"):
+        HashIndex.load(tmp_path / "flat")
+    meta = json.loads((tmp_path / "flat" / "index.json").read_text())
+    del meta["files"]  # an index built before the digests were stored: faiss itself finds the damage
+    (tmp_path / "flat" / "index.json").write_text(json.dumps(meta))
     with pytest.raises(IndexFileError, match=r"index\.faiss: unreadable faiss index"):
         HashIndex.load(tmp_path / "flat")
     with pytest.raises(IndexFileError, match="no index.json"):
