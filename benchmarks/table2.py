@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import stats
 from tqdm import tqdm
 
+from avnas_nni.console import quiet_libraries
 from avnas_nni.data import embedded_config
 from avnas_nni.errors import AVNASError
 from avnas_nni.methods import METHODS
@@ -46,6 +46,7 @@ from avnas_nni.pipeline import (
     shares_search,
 )
 from avnas_nni.runs import read_json
+from avnas_nni.threads import apply_thread_policy
 from benchmarks._common import machine, run_codes
 from benchmarks.rows import PAPER_DATASETS, ROWS, Row, select_rows
 
@@ -136,7 +137,8 @@ def _cost(job: tuple[Row, int, int]) -> tuple[int, int]:
 
 
 def _init_worker(threads: int) -> None:
-    torch.set_num_threads(threads)
+    apply_thread_policy(threads)
+    quiet_libraries()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
 
@@ -368,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         if jobs < 1 or (args.threads is not None and args.threads < 1):
             raise ValueError(f"--jobs/--threads: expected positive integers, got {args.jobs}/{args.threads}")
         threads = args.threads or max(1, cores // jobs)
-        torch.set_num_threads(threads)  # this process's own work (codes for the figures) and the machine line
+        apply_thread_policy(threads)  # this process's own work (codes for the figures) and the machine line
         base = {**BENCH_PROFILES[args.profile], "data": args.data, "device": args.device, "profile": args.profile}
         for name, value in (("search_epochs", args.epochs), ("finetune_epochs", args.finetune_epochs),
                             ("batch_size", args.batch_size)):
