@@ -134,11 +134,14 @@ def _cmd_run(args: argparse.Namespace) -> None:
     apply_thread_policy(args.threads, batch_work(settings.data, settings.batch_size, settings.n_neg))
     runner = run_search if args.command == "search" else run_method if settings.method else run_train
     handler = _log_to(args.out)
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.setLevel(min(level, logging.INFO))  # run.log keeps the epoch lines even under a quieter host (pytest)
     try:  # console log lines go above the stage's progress bar instead of breaking it
         with logging_redirect_tqdm():
             metrics = runner(settings, args.out, resume=args.resume, progress=not args.no_progress)
     finally:
-        logging.getLogger().removeHandler(handler)
+        root.removeHandler(handler)
+        root.setLevel(level)
         handler.close()
     _print_result(metrics, args.out)
 
