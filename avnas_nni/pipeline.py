@@ -210,8 +210,9 @@ def _trainer_kwargs(settings: RunSettings, run: RunDir, stage: str, progress: bo
                                          save_on_train_epoch_end=True))
     callbacks.append(ModelCheckpoint(dirpath=run.checkpoints(stage), filename="last", monitor=None, save_top_k=1,
                                      enable_version_counter=False, save_on_train_epoch_end=True))
+    # settings.extra["trainer"]: more Trainer settings (e.g. limit_train_batches for a fixed-steps benchmark)
     return dict(accelerator=settings.accelerator, enable_progress_bar=False, callbacks=callbacks,
-                enable_checkpointing=True, deterministic=False)
+                enable_checkpointing=True, deterministic=False, **settings.extra.get("trainer", {}))
 
 
 def _resume_path(run: RunDir, stage: str, resume: bool) -> str | None:
