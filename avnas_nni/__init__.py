@@ -10,8 +10,13 @@ import contextlib
 import io
 import warnings
 
+from avnas_nni.threads import prepare_environment
+
 __version__ = "0.1.0"
 __all__ = ["__version__"]
+
+# Before anything imports torch: GNU OpenMP reads its wait policy once, when it loads (avnas_nni.threads).
+prepare_environment()
 
 # NNI 3.0 predates torch 2.13: its module scan warns about every new non-Module class in torch.nn (harmless).
 warnings.filterwarnings("ignore", message=r".*is found to be not a nn\.Module.*", category=RuntimeWarning)

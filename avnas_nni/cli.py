@@ -138,16 +138,24 @@ def _print_result(metrics: dict, run_dir: Path) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> None:
     """``search`` and ``train``: run the pipeline into ``--out`` with its log there too."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from avnas_nni.pipeline import run_method, run_search, run_train
+    from avnas_nni.threads import apply_thread_policy, batch_work
 
     settings = _settings(args, getattr(args, "strategy", "fixed"))
+    apply_thread_policy(args.threads, batch_work(settings.data, settings.batch_size, settings.n_neg))
     runner = run_search if args.command == "search" else run_method if settings.method else run_train
     made = not args.out.exists()
     handler = _log_to(args.out)
-    try:
-        metrics = runner(settings, args.out, resume=args.resume, progress=not args.no_progress)
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.setLevel(min(level, logging.INFO))  # run.log keeps the epoch lines even under a quieter host (pytest)
+    try:  # console log lines go above the stage's progress bar instead of breaking it
+        with logging_redirect_tqdm():
+            metrics = runner(settings, args.out, resume=args.resume, progress=not args.no_progress)
     finally:
-        logging.getLogger().removeHandler(handler)
+        root.removeHandler(handler)
+        root.setLevel(level)
         handler.close()
         _discard_unstarted(args.out, made)
     _print_result(metrics, args.out)
@@ -203,6 +211,8 @@ def _add_training_args(p: argparse.ArgumentParser, search: bool) -> None:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=int, help="torch threads (default: 1 for small networks such as the embedded "
+                                               "data's, else one per free core; OMP_NUM_THREADS is respected)")
 
 
 def _cmd_compare(args: argparse.Namespace) -> None:
@@ -312,7 +322,8 @@ def _cmd_query(args: argparse.Namespace) -> None:
 
 
 #: Benchmarks ``avnas bench NAME`` runs (modules of the ``benchmarks`` package, each with ``main(argv)``).
-BENCHMARKS = ("table2", "strategies_quick", "alpha_movement", "embedded_modalities", "supernet_speed", "scan_speed",
+BENCHMARKS = ("table2", "strategies_quick", "alpha_movement", "contention", "embedded_modalities", "supernet_speed",
+              "scan_speed",
               "metrics_speed", "knn_speed", "extract_speed")
 
 
@@ -325,7 +336,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The ``avnas`` argument parser."""
     parser = argparse.ArgumentParser(prog="avnas", description="AV-NAS audio-visual NAS for video hashing on NNI")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, with the libraries' banners and deprecation warnings")
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="feature datasets").add_subparsers(dest="data_command", required=True)
@@ -471,7 +483,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", message=".*is found to be not a nn.Module.*")
+    from avnas_nni.console import quiet_libraries
     from avnas_nni.errors import AVNASError
+
+    quiet_libraries(args.verbose)
 
     try:
         code = args.func(args)

@@ -216,6 +216,51 @@ class _EpochLog(Callback):
         self.probs_rows = list(state_dict.get("probs_rows", []))
 
 
+class _StageProgress(Callback):
+    """One progress bar per stage (Lightning's own draws one per epoch plus validation bars): steps of the whole
+    stage with its ETA, and the epoch, last training loss and last val mAP beside it."""
+
+    def __init__(self, stage: str):
+        self.stage, self.bar, self.val_map = stage, None, None
+
+    def on_train_start(self, trainer, pl_module):
+        from tqdm import tqdm
+
+        per_epoch = trainer.num_training_batches
+        total = trainer.max_epochs * per_epoch if per_epoch != float("inf") and trainer.max_epochs > 0 else None
+        done = trainer.current_epoch * per_epoch if total else 0  # a resumed run starts part-way
+        self.bar = tqdm(total=total, initial=done, desc=self.stage, unit="step", dynamic_ncols=True, leave=True)
+
+    def _show(self, trainer) -> None:
+        loss = trainer.callback_metrics.get("train_loss_step", trainer.callback_metrics.get("train_loss"))
+        postfix = {"epoch": f"{trainer.current_epoch + 1}/{trainer.max_epochs}"}
+        if loss is not None:
+            postfix["loss"] = f"{float(loss):.4f}"
+        if self.val_map is not None:
+            postfix["val_mAP"] = f"{self.val_map:.4f}"
+        self.bar.set_postfix(postfix, refresh=False)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.bar is not None:
+            self._show(trainer)
+            self.bar.update(1)
+
+    def on_train_epoch_end(self, trainer, pl_module):  # after the epoch's validation, as _EpochLog
+        value = trainer.callback_metrics.get("val_mAP")
+        if self.bar is not None and value is not None:
+            self.val_map = float(value)
+            self._show(trainer)
+            self.bar.refresh()
+
+    def on_train_end(self, trainer, pl_module):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def on_exception(self, trainer, pl_module, exception):
+        self.on_train_end(trainer, pl_module)
+
+
 def _float(value) -> float | None:
     return None if value is None else float(value)
 
@@ -226,14 +271,18 @@ def _trainer_kwargs(settings: RunSettings, run: RunDir, stage: str, progress: bo
     # best score improved, so "last" would be the best epoch and --resume would restart from there. "best" comes
     # first: it must have taken this epoch's score before last.ckpt stores every callback's state.
     callbacks: list[Callback] = [_EpochLog(stage, on_epoch, probs_fn)]
+    if progress:
+        callbacks.append(_StageProgress(stage))
     if monitor_best:
         callbacks.append(ModelCheckpoint(dirpath=run.checkpoints(stage), filename="best", monitor="val_mAP",
                                          mode="max", save_top_k=1, enable_version_counter=False,
                                          save_on_train_epoch_end=True))
     callbacks.append(ModelCheckpoint(dirpath=run.checkpoints(stage), filename="last", monitor=None, save_top_k=1,
                                      enable_version_counter=False, save_on_train_epoch_end=True))
-    return dict(accelerator=settings.accelerator, enable_progress_bar=progress, callbacks=callbacks,
-                enable_checkpointing=True, deterministic=False, plugins=[_CheckpointIO()])
+    # settings.extra["trainer"]: more Trainer settings (e.g. limit_train_batches for a fixed-steps benchmark)
+    return dict(accelerator=settings.accelerator, enable_progress_bar=False, callbacks=callbacks,
+                enable_checkpointing=True, deterministic=False, plugins=[_CheckpointIO()],
+                **settings.extra.get("trainer", {}))
 
 
 #: Kept beside each ``last.ckpt``: the epoch before, until the new ``last.ckpt`` is complete.

@@ -37,8 +37,10 @@ import torch
 from nni.runtime.env_vars import trial_env_vars
 from nni.runtime.trial_command_channel import get_default_trial_command_channel
 
+from avnas_nni.console import quiet_libraries
 from avnas_nni.errors import AVNASError, SettingsError
 from avnas_nni.pipeline import PROFILES, RunSettings, load_run_model, run_method, run_search, run_train
+from avnas_nni.threads import apply_thread_policy, batch_work
 
 __all__ = ["TrialReporter", "settings_from_parameters", "compact_arch", "export_onnx", "main"]
 
@@ -157,19 +159,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="another default setting for every trial (JSON values), e.g. --set finetune_epochs=2")
     parser.add_argument("--out", type=Path, help="run directory (default: $NNI_OUTPUT_DIR/run, else runs/trial)")
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX export")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own, one per core); with "
-                                                    "trialConcurrency > 1 on a CPU, cores / concurrency")
+    parser.add_argument("--threads", type=int, help="torch threads (default: avnas_nni.threads' policy: 1 for small "
+                                                    "networks, else one per free core); with trialConcurrency > 1 "
+                                                    "on a CPU, cores / concurrency")
     args = parser.parse_args(argv)
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error(f"--threads: expected a positive integer, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads: expected a positive integer, got {args.threads}")
+    quiet_libraries()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", message=".*is found to be not a nn.Module.*")
     parameters = _next_parameters()
     reporter = TrialReporter()
     try:
         settings, command = settings_from_parameters(parameters, _defaults(args))
+        apply_thread_policy(args.threads, batch_work(settings.data, settings.batch_size, settings.n_neg))
         output_dir = os.environ.get("NNI_OUTPUT_DIR")
         out = args.out or (Path(output_dir) / "run" if output_dir else Path("runs") / "trial")
         logger.info("trial %s: %s with %s", trial_env_vars.NNI_TRIAL_JOB_ID, command, parameters)

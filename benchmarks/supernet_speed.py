@@ -71,6 +71,9 @@ def measure(strategy_name: str, data: str = "embedded", batch_size: int = 32, ba
     import warnings
 
     warnings.filterwarnings("ignore", message=".*is found to be not a nn.Module.*")
+    from avnas_nni.console import quiet_libraries
+
+    quiet_libraries()
     import pytorch_lightning as pl
     import torch
     from nni.nas.execution import SequentialExecutionEngine

@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import stats
 from tqdm import tqdm
 
+from avnas_nni.console import quiet_libraries
 from avnas_nni.data import EMBEDDED_SETS, embedded_config
 from avnas_nni.errors import AVNASError, SettingsError
 from avnas_nni.methods import METHODS
@@ -47,6 +47,7 @@ from avnas_nni.pipeline import (
     shares_search,
 )
 from avnas_nni.runs import RunDir, atomic_write_text, read_json
+from avnas_nni.threads import apply_thread_policy
 from benchmarks._common import machine, run_codes
 from benchmarks.rows import PAPER_DATASETS, ROWS, SELF_FUSION, Row, select_rows
 from search_spaces import single_modality
@@ -185,7 +186,8 @@ def _cost(job: tuple[Row, int, int]) -> tuple[int, int]:
 
 
 def _init_worker(threads: int) -> None:
-    torch.set_num_threads(threads)
+    apply_thread_policy(threads)
+    quiet_libraries()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
 
@@ -497,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         threads = args.threads or max(1, cores // jobs)
-        torch.set_num_threads(threads)  # this process's own work (codes for the figures) and the machine line
+        apply_thread_policy(threads)  # this process's own work (codes for the figures) and the machine line
         base = {**BENCH_PROFILES[args.profile], "data": args.data, "device": args.device, "profile": args.profile,
                 "data_b": data_b}
         for name, value in (("search_epochs", args.epochs), ("finetune_epochs", args.finetune_epochs),
