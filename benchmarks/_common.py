@@ -51,12 +51,15 @@ def save_json(path: Path | None, result: dict[str, Any]) -> None:
 
 
 def save_table(table: pd.DataFrame, out: Path, title: str, module: str, argv: list[str] | None,
-               notes: str = "") -> str:
-    """Write ``out.csv`` and ``out.md`` (title, exact command, machine, notes, table); return the Markdown."""
+               notes: str = "", made_at: str | None = None) -> str:
+    """Write ``out.csv`` and ``out.md`` (title, exact command, commit, machine, notes, table); return the Markdown.
+
+    ``made_at``: the commit the measurements ran at (:func:`commit` taken when they started), if not now.
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out.with_suffix(".csv"), index=False, float_format="%.4f")
     command = f"python -m {module} " + shlex.join(argv if argv is not None else sys.argv[1:])
-    text = (f"# {title}\n\nCommand: `{command.strip()}`  \nCommit: {commit()}  \nMachine: {machine()}  \n{notes}\n\n"
+    text = (f"# {title}\n\nCommand: `{command.strip()}`  \nCommit: {made_at or commit()}  \nMachine: {machine()}  \n{notes}\n\n"
             + table.to_markdown(index=False, floatfmt=".4f") + "\n")
     out.with_suffix(".md").write_text(text)
     return text

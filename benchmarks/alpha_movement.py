@@ -24,7 +24,7 @@ import pandas as pd
 
 from avnas_nni.pipeline import PROFILES, RunSettings, run_search
 from avnas_nni.runs import RunDir
-from benchmarks._common import save_table
+from benchmarks._common import commit, save_table
 from strategies import ALPHA_STRATEGIES
 
 __all__ = ["main", "summarise_run", "agreement"]
@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         parser.error("--travel/--seeds: expected comma-separated numbers")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    made_at = commit()  # the code the runs are made with, whatever is committed while they run
     lines = []
     for strategy, travel, seed in itertools.product(strategies, travels, seeds):
         values = {**PROFILES["quick"], "finetune_epochs": 0, "alpha_policy": args.policy}
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
              "Changed = the exported choice differs from the argmax of α's initialisation; undecided = margin "
              "p1 − p2 < 0.02. Seeds' agreement:\n\n" + agreements.to_markdown(index=False) + "\n")
     print(save_table(table.drop(columns=["arch", "run"]), args.out, "α movement over seeds and α policies",
-                     "benchmarks.alpha_movement", argv, notes))
+                     "benchmarks.alpha_movement", argv, notes, made_at=made_at))
     return 0
 
 
