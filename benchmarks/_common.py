@@ -59,7 +59,8 @@ def save_table(table: pd.DataFrame, out: Path, title: str, module: str, argv: li
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out.with_suffix(".csv"), index=False, float_format="%.4f")
     command = f"python -m {module} " + shlex.join(argv if argv is not None else sys.argv[1:])
-    text = (f"# {title}\n\nCommand: `{command.strip()}`  \nCommit: {made_at or commit()}  \nMachine: {machine()}  \n{notes}\n\n"
+    header = f"Command: `{command.strip()}`  \nCommit: {made_at or commit()}  \nMachine: {machine()}  \n"
+    text = (f"# {title}\n\n{header}{notes}\n\n"
             + table.to_markdown(index=False, floatfmt=".4f") + "\n")
     out.with_suffix(".md").write_text(text)
     return text
