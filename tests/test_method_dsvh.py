@@ -111,6 +111,9 @@ def test_dsvh_is_registered_with_its_table2_row():
     # No settings of its own could be checked: the paper profile gives it the AV-NAS paper's (AVHash's) setting.
     paper = table2._settings(row, 64, 1, {**table2.BENCH_PROFILES["paper"], "profile": "paper"})
     avhash = table2._settings(ROWS["AVHash"], 64, 1, {**table2.BENCH_PROFILES["paper"], "profile": "paper"})
-    for key in ("finetune_lr", "finetune_eps", "batch_size", "finetune_epochs", "n_neg"):
+    for key in ("finetune_lr", "finetune_eps", "batch_size", "n_neg"):
         assert getattr(paper, key) == getattr(avhash, key) == AVHash.paper_settings[key], key
+    # no epochs of its own: the equal budget of a row trained from scratch (supernet + fine-tune epochs)
+    profile = table2.BENCH_PROFILES["paper"]
+    assert paper.finetune_epochs == profile["search_epochs"] + profile["finetune_epochs"]
     assert paper.method == "dsvh" and paper.strategy == "fixed" and paper.extra == {}
