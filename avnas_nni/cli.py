@@ -103,8 +103,10 @@ def _settings(args: argparse.Namespace, strategy: str):
 
 
 def _log_to(run_dir: Path) -> logging.Handler:
+    from avnas_nni.runs import RunDir
+
     run_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(run_dir / "run.log")
+    handler = logging.FileHandler(RunDir(run_dir).log_path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
     return handler
@@ -113,13 +115,14 @@ def _log_to(run_dir: Path) -> logging.Handler:
 def _print_result(metrics: dict, run_dir: Path) -> None:
     from avnas_nni.runs import RunDir
 
-    record = RunDir(run_dir).read_arch()
+    run = RunDir(run_dir)
+    record = run.read_arch()
     topk = next(k for k in metrics if k.startswith("test_mAP@")).split("@")[1]
     if "method" in record:  # a video-hashing method's run: no cells to list
         print(f"\nmethod {record['method']} ({record.get('citation', '')})")
     else:
         arch = record["arch"]
-        print(f"\narchitecture ({run_dir / 'arch.json'}):")
+        print(f"\narchitecture ({run.arch_path}):")
         width = max(len(label) for label in arch)
         for label, choice in arch.items():
             print(f"  {label:<{width}}  {' + '.join(choice) if isinstance(choice, list) else choice}")
@@ -128,7 +131,7 @@ def _print_result(metrics: dict, run_dir: Path) -> None:
             changed = (f"{summary['changed']} of {summary['cells']} cells changed from α's initial argmax, "
                        if "changed" in summary else "")
             print(f"search: {changed}mean normalised entropy {summary['mean_entropy']:.3f}, "
-                  f"{summary['undecided']} undecided (α history: {run_dir / 'alpha_history.png'})")
+                  f"{summary['undecided']} undecided (α history: {run.alpha_plot_path})")
         if record.get("search_warning"):
             print(f"warning: {record['search_warning']}")
     print(f"val  mAP@{topk}: {metrics[f'val_mAP@{topk}']:.4f}")

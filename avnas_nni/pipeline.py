@@ -474,7 +474,7 @@ def _finish(run: RunDir, settings: RunSettings, model: torch.nn.Module, history:
         "val": results["val"], "test": results["test"], "params": _params(model),
         "infer_seconds_per_12.5k": results["infer_seconds_per_12.5k"], **timings,
     }
-    run.write_json("metrics.json", metrics)
+    run.write_metrics(metrics)
     return metrics
 
 
@@ -505,11 +505,11 @@ def run_search(settings: RunSettings, out: str | Path, *, resume: bool = False, 
     """
     run = RunDir(out)
     _prepare(run, settings, resume)
-    if run.arch_path.is_file() and resume and (run.path / "pruned_init.safetensors").is_file():
+    if run.arch_path.is_file() and resume and run.pruned_init_path().is_file():
         record = run.read_arch()
         space = build_space(settings)
         sample, probs = record["arch"], record.get("probs")
-        model = load_weights(prune(space, sample), run.path / "pruned_init.safetensors")
+        model = load_weights(prune(space, sample), run.pruned_init_path())
         search_rows, search_seconds = record.get("search_history", []), record.get("search_seconds", 0.0)
     else:
         space = build_space(settings)
@@ -538,10 +538,10 @@ def run_search(settings: RunSettings, out: str | Path, *, resume: bool = False, 
         else:
             for rule in sorted(set(also_prune) - {settings.prune}):
                 pruned = prune(copy.deepcopy(supernet) if supernet is not None else space, samples[rule])
-                save_weights(pruned, run.path / f"pruned_init_{rule}.safetensors")
+                save_weights(pruned, run.pruned_init_path(rule))
                 record.setdefault("also_pruned", {})[rule] = samples[rule]
-        save_weights(model, run.path / "pruned_init.safetensors")
-        run.write_json("arch.json", record)
+        save_weights(model, run.pruned_init_path())
+        run.write_arch(record)
     logger.info("architecture: %s", sample)
     model, ft_rows, ft_seconds = _finetune(model, settings, run, resume, progress, on_epoch)
     epochs = [r["seconds"] for r in search_rows] or [0.0]
@@ -559,7 +559,7 @@ def shares_search(settings: RunSettings, source: str | Path) -> bool:
     saved = RunSettings.from_dict(run.read_settings())
     return (replace(saved, prune=settings.prune) == settings
             and settings.prune in run.read_arch().get("also_pruned", {})
-            and (run.path / f"pruned_init_{settings.prune}.safetensors").is_file())
+            and run.pruned_init_path(settings.prune).is_file())
 
 
 def _shared_search(settings: RunSettings, source: str | Path) -> tuple[dict[str, Any], dict[str, Any], Path]:
@@ -568,7 +568,7 @@ def _shared_search(settings: RunSettings, source: str | Path) -> tuple[dict[str,
         raise RunError(f"{source}: no search to share with these settings (it needs the same settings but 'prune' "
                        f"and a run made with also_prune including {settings.prune!r})")
     record = RunDir(source).read_arch()
-    return record, record["also_pruned"][settings.prune], Path(source) / f"pruned_init_{settings.prune}.safetensors"
+    return record, record["also_pruned"][settings.prune], RunDir(source).pruned_init_path(settings.prune)
 
 
 @_locked
@@ -585,7 +585,7 @@ def run_train(settings: RunSettings, out: str | Path, *, resume: bool = False, p
     check_sample(space, sample, str(settings.arch))
     pl.seed_everything(settings.seed, verbose=False)
     model = prune(space, sample)
-    run.write_json("arch.json", _arch_record(settings, _space_kwargs(space), sample, None))
+    run.write_arch(_arch_record(settings, _space_kwargs(space), sample, None))
     model, rows, seconds = _finetune(model, settings, run, resume, progress, on_epoch)
     timings = {"train_seconds_per_epoch": seconds / max(settings.finetune_epochs, 1)}
     return _finish(run, settings, model, rows, timings)
@@ -609,7 +609,7 @@ def run_method(settings: RunSettings, out: str | Path, *, resume: bool = False, 
     pl.seed_everything(settings.seed, verbose=False)
     model = build_method(settings.method, dim=visual.shape[2], length=visual.shape[1], bits=settings.bits,
                          **settings.extra.get("method", {}))
-    run.write_json("arch.json", {"method": settings.method, "kwargs": model.config(), "citation": model.citation})
+    run.write_arch({"method": settings.method, "kwargs": model.config(), "citation": model.citation})
     model, rows, seconds = _finetune(model, settings, run, resume, progress, on_epoch, module_cls=MethodModule)
     timings = {"train_seconds_per_epoch": seconds / max(settings.finetune_epochs, 1)}
     return _finish(run, settings, model, rows, timings)
@@ -675,7 +675,7 @@ def _prepare(run: RunDir, settings: RunSettings, resume: bool) -> None:
         # running): nothing in it is worth keeping.
         logger.warning("%s: taking over a run that finished no epoch", run.path)
     run.path.mkdir(parents=True, exist_ok=True)
-    run.write_json("settings.json", asdict(settings))
+    run.write_settings(asdict(settings))
 
 
 

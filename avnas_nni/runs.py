@@ -11,12 +11,16 @@
       alpha_history.csv  softmax(α) per cell and candidate after each search epoch (epoch 0: the initialisation)
       alpha_history.png  the same as a figure, one panel per cell
       pruned_init.safetensors  the pruned network with the supernet's weights W* (fine-tuning starts here)
+      pruned_init_RULE.safetensors  the same for another pruning rule sharing this search (``also_prune``)
+      model.onnx         the final network as ONNX (NNI trials)
+      SPLIT_ap.npy       per-query AP@100 of a split (a benchmark's cache)
       run.log            the log
       checkpoints/       Lightning checkpoints of each stage (for --resume): last.ckpt, and last.prev.ckpt,
                          the epoch before, kept until the new last.ckpt is complete
       .lock              while a process writes the run: its pid (see :class:`RunLock`)
 
-Files are written to a temporary name and renamed, so a killed run never leaves a half-written file.
+Files are written to a temporary name and renamed, so a killed run never leaves a half-written file. No file
+name of a run is spelled outside this module (``tests/test_runs_format.py`` checks): use :class:`RunDir`.
 """
 
 from __future__ import annotations
@@ -122,6 +126,15 @@ class RunDir:
     log_path = property(lambda self: self.path / "run.log")
     alpha_history_path = property(lambda self: self.path / "alpha_history.csv")
     alpha_plot_path = property(lambda self: self.path / "alpha_history.png")
+    onnx_path = property(lambda self: self.path / "model.onnx")
+
+    def pruned_init_path(self, rule: str | None = None) -> Path:
+        """The pruned network with the supernet's weights: this run's own rule, or another ``rule``'s."""
+        return self.path / ("pruned_init.safetensors" if rule is None else f"pruned_init_{rule}.safetensors")
+
+    def query_ap_path(self, split: str) -> Path:
+        """Per-query AP cache of ``split``."""
+        return self.path / f"{split}_ap.npy"
 
     def checkpoints(self, stage: str) -> Path:
         """Checkpoint directory of a stage (``search`` or ``finetune``)."""
@@ -140,15 +153,23 @@ class RunDir:
         """
         if not self.path.is_dir():
             return False
-        names = ("metrics.json", "model.safetensors")
-        return (any((self.path / name).exists() for name in names)
+        return (self.metrics_path.exists() or self.model_path.exists()
                 or any(self.path.glob("pruned_init*.safetensors"))
                 or any((self.path / "checkpoints").glob("*/*.ckpt")))
 
-    def write_json(self, name: str, value: dict[str, Any]) -> Path:
-        path = self.path / name
+    def write_json(self, path: Path, value: dict[str, Any]) -> Path:
+        """Write ``value`` as JSON to ``path`` (one of this run's ``*_path``), atomically."""
         atomic_write_text(path, json.dumps(value, indent=2, sort_keys=False, default=_json_default) + "\n")
         return path
+
+    def write_settings(self, value: dict[str, Any]) -> Path:
+        return self.write_json(self.settings_path, value)
+
+    def write_arch(self, value: dict[str, Any]) -> Path:
+        return self.write_json(self.arch_path, value)
+
+    def write_metrics(self, value: dict[str, Any]) -> Path:
+        return self.write_json(self.metrics_path, value)
 
     def read_settings(self) -> dict[str, Any]:
         return read_json(self.settings_path, "run settings")

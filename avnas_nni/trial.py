@@ -40,6 +40,7 @@ from nni.runtime.trial_command_channel import get_default_trial_command_channel
 from avnas_nni.console import quiet_libraries
 from avnas_nni.errors import AVNASError, SettingsError
 from avnas_nni.pipeline import PROFILES, RunSettings, load_run_model, run_method, run_search, run_train
+from avnas_nni.runs import RunDir
 from avnas_nni.threads import apply_thread_policy, batch_work
 
 __all__ = ["TrialReporter", "settings_from_parameters", "compact_arch", "export_onnx", "main"]
@@ -127,7 +128,7 @@ def export_onnx(run: str | Path) -> Path:
     model.eval()
     shape = record.get("kwargs", {}) if "method" in record else {"length": model.length, "dim": model.dim}
     inputs = tuple(torch.zeros(1, shape["length"], shape["dim"]) for _ in range(2))
-    path = Path(run) / "model.onnx"
+    path = RunDir(run).onnx_path
     axes = {name: {0: "batch"} for name in ("visual", "audio", "codes")}
     with warnings.catch_warnings():  # shape checks in the ops are constants for the traced shapes
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"avnas trial: terminated (SIGTERM); the last finished epoch is checkpointed in {out}",
               file=sys.stderr)
         return 143
-    record = json.loads((out / "arch.json").read_text())
+    record = RunDir(out).read_arch()
     final = {
         "default": metrics["test_mAP@100"], "val_mAP": metrics["val_mAP@100"],
         "strategy": settings.method or settings.strategy,  # a method trial compares as its method

@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             values["alpha_travel"] = travel
         settings = RunSettings(strategy=strategy, data=args.data, bits=args.bits, seed=seed, **values)
         run = args.work / f"{strategy}-{args.policy}-{travel}-s{seed}"
-        if not run.joinpath("metrics.json").is_file():
-            run_search(settings, run, resume=run.joinpath("settings.json").is_file())
+        if not RunDir(run).metrics_path.is_file():
+            run_search(settings, run, resume=RunDir(run).settings_path.is_file())
         lines.append({**summarise_run(run), "run": str(run)})
     table = pd.DataFrame(lines)
     agreements = pd.DataFrame([{"strategy": key[0], "travel": key[1], **agreement(list(group.to_dict("records")))}

@@ -65,7 +65,9 @@ def _epoch_seconds(run_dir: Path) -> dict[str, float]:
     """Median seconds per epoch of each stage, from a finished run's ``history.csv``."""
     import pandas as pd
 
-    history = pd.read_csv(run_dir / "history.csv")
+    from avnas_nni.runs import RunDir
+
+    history = pd.read_csv(RunDir(run_dir).history_path)
     return {stage: float(statistics.median(history.loc[history["stage"] == stage, "seconds"]))
             for stage in STAGES if (history["stage"] == stage).any()}
 

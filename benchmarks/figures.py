@@ -21,7 +21,7 @@ from matplotlib.patches import FancyBboxPatch  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 
 from avnas_nni.metrics import pr_curve, precision_recall_at_k  # noqa: E402
-from avnas_nni.runs import read_json  # noqa: E402
+from avnas_nni.runs import RunDir  # noqa: E402
 from benchmarks._common import run_codes  # noqa: E402
 
 __all__ = ["write_figures", "draw_architecture", "plot_curves", "plot_tsne"]
@@ -131,7 +131,7 @@ def write_figures(results: pd.DataFrame, out: Path, bits: list[int]) -> list[Pat
     big = max(bits)
     runs = _runs(results, AVNAS_ROW, big)
     if runs:
-        record = read_json(Path(runs[0]) / "arch.json", "architecture")
+        record = RunDir(runs[0]).read_arch()
         written.append(draw_architecture(record["arch"], out / "fig5_architecture.png",
                                          f"Fig. 5 — AV-NAS (Arch-1) architecture found at {big} bits"))
         written.append(plot_tsne(runs[0], out / "fig7_tsne.png"))

@@ -46,7 +46,7 @@ from avnas_nni.pipeline import (
     run_train,
     shares_search,
 )
-from avnas_nni.runs import RunDir, atomic_write_text, read_json
+from avnas_nni.runs import RunDir, atomic_write_text
 from avnas_nni.threads import apply_thread_policy
 from benchmarks._common import machine, run_codes
 from benchmarks.rows import PAPER_DATASETS, ROWS, SELF_FUSION, Row, select_rows
@@ -140,13 +140,14 @@ def run_row(row: Row, bits: int, seed: int, base: dict[str, Any], work: Path, pr
     """
     settings = _settings(row, bits, seed, base, work)
     out = _run_dir(work, row, bits, seed)
-    cached = (out / "metrics.json").is_file()
+    run_dir = RunDir(out)
+    cached = run_dir.metrics_path.is_file()
     if cached:
         # a cached result counts only for the very same settings (another profile or epoch count: another --work)
         check_settings(out, settings, "reusing a finished run (choose another --work to rerun)")
-        metrics = read_json(out / "metrics.json", "metrics")
+        metrics = run_dir.read_metrics()
     else:
-        resume = (out / "settings.json").is_file()
+        resume = run_dir.settings_path.is_file()
         if resume:
             logger.info("%s, %d bits, seed %d: resuming %s", row.name, bits, seed, out)
         if row.command == "derive":
@@ -161,7 +162,7 @@ def run_row(row: Row, bits: int, seed: int, base: dict[str, Any], work: Path, pr
         metrics = command(settings, out, resume=resume, progress=progress, **extra)
     supernet = metrics.get("supernet_seconds_per_epoch") or None
     wall = metrics.get("search_seconds")
-    summary = read_json(out / "arch.json", "architecture").get("search_summary") or {}
+    summary = run_dir.read_arch().get("search_summary") or {}
     return {
         "row": row.shown_as, "dataset": row.dataset, "table": row.table, "group": row.group, "bits": bits,
         "seed": seed, "test_mAP@100": metrics["test_mAP@100"], "val_mAP@100": metrics["val_mAP@100"],
@@ -253,7 +254,7 @@ def run_table(rows: list[Row], bits: list[int], seeds: list[int], base: dict[str
 
 def query_ap(run: str | Path, split: str = "test") -> np.ndarray:
     """AP@100 of every ``split`` query of a finished run (cached as ``{split}_ap.npy`` in the run)."""
-    cache = Path(run) / f"{split}_ap.npy"
+    cache = RunDir(run).query_ap_path(split)
     if cache.is_file():
         return np.load(cache, allow_pickle=False)
     query, labels, database, db_labels = run_codes(run, split)
