@@ -116,12 +116,12 @@ def _print_result(metrics: dict, run_dir: Path) -> None:
     from avnas_nni.runs import RunDir
 
     run = RunDir(run_dir)
-    record = run.read_arch()
+    record = run.read_arch_record()
     topk = next(k for k in metrics if k.startswith("test_mAP@")).split("@")[1]
-    if "method" in record:  # a video-hashing method's run: no cells to list
-        print(f"\nmethod {record['method']} ({record.get('citation', '')})")
+    if record.is_method:  # a video-hashing method's run: no cells to list
+        print(f"\nmethod {record.method} ({record.get('citation', '')})")
     else:
-        arch = record["arch"]
+        arch = record.arch
         print(f"\narchitecture ({run.arch_path}):")
         width = max(len(label) for label in arch)
         for label, choice in arch.items():

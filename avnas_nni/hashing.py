@@ -45,9 +45,8 @@ class RunEncoder:
         self.model, self.settings, record = load_run_model(run)
         self.model.to(device).eval()
         self.device = torch.device(device)
-        shape = record.get("kwargs", {}) if "method" in record else record.get("space", {})  # method or AV-NAS net
-        self.bits = int(shape.get("bits", self.settings.bits))
-        self.m, self.d = shape.get("length"), shape.get("dim")
+        self.bits = int(record.build_kwargs.get("bits", self.settings.bits))
+        self.m, self.d = record.input_shape
 
     def check_shape(self, m: int, d: int, where: str) -> None:
         """Fail early, naming ``where``, when features do not have the (m, d) the network was built for."""

@@ -31,7 +31,16 @@ from avnas_nni.errors import AVNASError, DataError, SettingsError
 from avnas_nni.evaluator import HashingModule, encode, load_split, make_evaluator
 from avnas_nni.methods import METHODS, MethodModule, build_method
 from avnas_nni.metrics import retrieval_report
-from avnas_nni.runs import RunDir, RunError, RunLock, atomic_write_bytes, load_weights, read_json, save_weights
+from avnas_nni.runs import (
+    ArchRecord,
+    RunDir,
+    RunError,
+    RunLock,
+    atomic_write_bytes,
+    load_weights,
+    read_json,
+    save_weights,
+)
 from search_spaces import AVNASSpace, check_sample, get_expert, single_modality
 from strategies import (
     ALPHA_STRATEGIES,
@@ -679,25 +688,25 @@ def _prepare(run: RunDir, settings: RunSettings, resume: bool) -> None:
 
 
 
-def load_run_model(path: str | Path) -> tuple[torch.nn.Module, RunSettings, dict[str, Any]]:
+def load_run_model(path: str | Path) -> tuple[torch.nn.Module, RunSettings, ArchRecord]:
     """Rebuild a finished run's network with its weights: ``(model, settings, arch record)``."""
     run = RunDir(path)
     settings = RunSettings.from_dict(run.read_settings())
-    record = run.read_arch()
-    if "method" in record:  # a video-hashing method's run (run_method)
+    record = run.read_arch_record()
+    if record.is_method:  # a video-hashing method's run (run_method)
         try:
-            model = build_method(record["method"], **record.get("kwargs", {}))
+            model = build_method(record.method, **record.build_kwargs)
         except ValueError as exc:
             raise RunError(f"{run.arch_path}: {exc}") from None
         run.load_model(model)
         return model, settings, record
-    overrides = {k: (tuple(v) if k == "modalities" else v) for k, v in record.get("space", {}).items()}
+    overrides = {k: (tuple(v) if k == "modalities" else v) for k, v in record.build_kwargs.items()}
     try:
         space = AVNASSpace(**overrides)
     except (TypeError, ValueError) as exc:
         raise RunError(f"{run.arch_path}: 'space' does not describe an AV-NAS space ({exc})") from None
-    check_sample(space, record["arch"], str(run.arch_path))
-    model = prune(space, record["arch"])
+    check_sample(space, record.arch, str(run.arch_path))
+    model = prune(space, record.arch)
     run.load_model(model)
     return model, settings, record
 
@@ -709,8 +718,7 @@ def evaluate_run(path: str | Path, split: str = "test", data: str | None = None)
         settings.data = data
         # Another dataset must have the features the network was built for: a user error, named before the
         # network sees a batch of the wrong shape.
-        shape = record.get("kwargs", {}) if "method" in record else record.get("space", {})
-        expected = (shape.get("length"), shape.get("dim"))
+        expected = record.input_shape
         visual, _, _ = load_split(data, split)
         if None not in expected and tuple(visual.shape[1:]) != expected:
             raise DataError(f"{data}: features are (m={visual.shape[1]}, d={visual.shape[2]}); the network of "

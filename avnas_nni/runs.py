@@ -32,6 +32,7 @@ import logging
 import os
 import socket
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,8 @@ from safetensors.torch import load_file, save_file
 
 from avnas_nni.errors import AVNASError
 
-__all__ = ["RunDir", "RunError", "RunLock", "atomic_write_bytes", "atomic_write_text", "read_json", "save_weights",
-           "load_weights", "write_error"]
+__all__ = ["ArchRecord", "RunDir", "RunError", "RunLock", "atomic_write_bytes", "atomic_write_text", "read_json",
+           "save_weights", "load_weights", "write_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +113,55 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     return value
 
 
+@dataclass(frozen=True)
+class ArchRecord:
+    """``arch.json``, typed. Two kinds share the file:
+
+    * a **network** of the search space (searched, pruned or fixed): ``space`` (the space's constructor arguments:
+      ``dim``, ``length``, ``bits``, ``modalities``, …), ``arch`` (the choice per cell; a list of two names for a
+      top-2 pruned cell), ``strategy``, ``prune``, ``probs``; searches add ``init_probs``, ``cell_diagnostics``,
+      ``search_summary``, ``search_warning``, ``alpha_lr``, ``search_history``, ``search_seconds`` and
+      ``search_details``, a shared search ``search_from``, ``also_pruned``;
+    * a **video-hashing method** (:mod:`avnas_nni.methods`): ``method`` (its name), ``kwargs`` (its constructor
+      arguments: ``dim``, ``length``, ``bits``, …), ``citation``.
+
+    ``raw`` is the whole JSON object; the properties read what both kinds have in common.
+    """
+
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_method(self) -> bool:
+        """Whether the run is a video-hashing method's (else a network of the search space)."""
+        return "method" in self.raw
+
+    @property
+    def method(self) -> str | None:
+        return self.raw.get("method")
+
+    @property
+    def arch(self) -> dict[str, Any] | None:
+        """The choice per cell (networks only)."""
+        return self.raw.get("arch")
+
+    @property
+    def build_kwargs(self) -> dict[str, Any]:
+        """What rebuilds the network: the method's constructor arguments, or the space's."""
+        return dict(self.raw.get("kwargs" if self.is_method else "space", {}))
+
+    @property
+    def input_shape(self) -> tuple[int | None, int | None]:
+        """(m, d): frames per video and feature size the network was built for (None where unrecorded)."""
+        kwargs = self.build_kwargs
+        return kwargs.get("length"), kwargs.get("dim")
+
+    def __getitem__(self, key: str) -> Any:
+        return self.raw[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.raw.get(key, default)
+
+
 class RunDir:
     """Paths and readers/writers of one run directory."""
 
@@ -176,6 +226,10 @@ class RunDir:
 
     def read_arch(self) -> dict[str, Any]:
         return read_json(self.arch_path, "architecture")
+
+    def read_arch_record(self) -> ArchRecord:
+        """``arch.json`` as an :class:`ArchRecord`."""
+        return ArchRecord(self.read_arch())
 
     def read_metrics(self) -> dict[str, Any]:
         return read_json(self.metrics_path, "metrics")

@@ -126,8 +126,8 @@ def export_onnx(run: str | Path) -> Path:
     """Export a finished run's network to ``run/model.onnx`` (inputs ``visual``, ``audio``; output ``codes``)."""
     model, _, record = load_run_model(run)
     model.eval()
-    shape = record.get("kwargs", {}) if "method" in record else {"length": model.length, "dim": model.dim}
-    inputs = tuple(torch.zeros(1, shape["length"], shape["dim"]) for _ in range(2))
+    length, dim = record.input_shape if record.is_method else (model.length, model.dim)
+    inputs = tuple(torch.zeros(1, length, dim) for _ in range(2))
     path = RunDir(run).onnx_path
     axes = {name: {0: "batch"} for name in ("visual", "audio", "codes")}
     with warnings.catch_warnings():  # shape checks in the ops are constants for the traced shapes
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"avnas trial: terminated (SIGTERM); the last finished epoch is checkpointed in {out}",
               file=sys.stderr)
         return 143
-    record = RunDir(out).read_arch()
+    record = RunDir(out).read_arch_record()
     final = {
         "default": metrics["test_mAP@100"], "val_mAP": metrics["val_mAP@100"],
         "strategy": settings.method or settings.strategy,  # a method trial compares as its method
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         "search_s": round(metrics.get("search_seconds", 0.0), 1),
         "train_s_per_epoch": round(metrics.get("finetune_seconds_per_epoch",
                                                metrics.get("train_seconds_per_epoch", 0.0)), 2),
-        "arch": compact_arch(record["arch"]) if "arch" in record else f"method={record['method']}",
+        "arch": f"method={record.method}" if record.is_method else compact_arch(record.arch),
     }
     if settings.arch:
         final["arch_name"] = str(settings.arch)
