@@ -86,20 +86,16 @@ def _cmd_space(args: argparse.Namespace) -> None:
 
 
 def _settings(args: argparse.Namespace, strategy: str):
-    from avnas_nni.pipeline import PROFILES, RunSettings
+    from avnas_nni.pipeline import RunSettings
 
-    values = dict(PROFILES[args.profile])
-    given = {"search_epochs": getattr(args, "epochs", None), "finetune_epochs": args.finetune_epochs,
-             "batch_size": args.batch_size, "finetune_lr": args.finetune_lr, "finetune_eps": args.finetune_eps,
-             "search_lr": getattr(args, "lr", None), "alpha_policy": getattr(args, "alpha_policy", None),
-             "alpha_travel": getattr(args, "alpha_travel", None)}
-    values.update({k: v for k, v in given.items() if v is not None})
-    if strategy == "fixed":
-        values["search_epochs"] = 0
-    return RunSettings(strategy=strategy, data=args.data, bits=args.bits, seed=args.seed, device=args.device,
-                       preset=getattr(args, "preset", "paper"), prune=getattr(args, "prune", "argmax"),
-                       arch=getattr(args, "arch", None), method=getattr(args, "method", None),
-                       in_batch_negatives=args.in_batch_negatives, **values)
+    return RunSettings.resolve(
+        args.profile, strategy=strategy, data=args.data, bits=args.bits, seed=args.seed, device=args.device,
+        preset=getattr(args, "preset", None), prune=getattr(args, "prune", None), arch=getattr(args, "arch", None),
+        method=getattr(args, "method", None), in_batch_negatives=args.in_batch_negatives,
+        search_epochs=0 if strategy == "fixed" else getattr(args, "epochs", None),
+        finetune_epochs=args.finetune_epochs, batch_size=args.batch_size, finetune_lr=args.finetune_lr,
+        finetune_eps=args.finetune_eps, search_lr=getattr(args, "lr", None),
+        alpha_policy=getattr(args, "alpha_policy", None), alpha_travel=getattr(args, "alpha_travel", None))
 
 
 def _log_to(run_dir: Path) -> logging.Handler:
@@ -190,9 +186,10 @@ def _add_training_args(p: argparse.ArgumentParser, search: bool) -> None:
                    help="dataset JSON config, or 'embedded' (default) / 'embedded-b' (the second synthetic set)")
     p.add_argument("--bits", type=int, default=64, help="code length q (default 64)")
     p.add_argument("--out", type=Path, required=True, help="run directory to write")
-    p.add_argument("--profile", default="quick", choices=("quick", "paper"),
-                   help="defaults: quick (embedded data, 2-core CPU; default) or paper (SPEC §4: batch 128, "
-                        "300+300 epochs, fine-tune lr 1e-4)")
+    p.add_argument("--profile", default="quick", choices=PROFILE_NAMES,
+                   help="defaults: quick (embedded data, 2-core CPU, 3+10 epochs; default), bench-quick (2+3, the "
+                        "Table 2 runner's), compare-quick (2+6, experiments/compare_quick.yml) or paper (SPEC §4: "
+                        "batch 128, 300+300 epochs, fine-tune lr 1e-4)")
     if search:
         p.add_argument("--epochs", type=int, help="supernet (coarse search) epochs (quick 3, paper 300)")
         p.add_argument("--lr", type=float, help="supernet weight learning rate (default 1e-3)")
@@ -237,12 +234,10 @@ def _cmd_compare(args: argparse.Namespace) -> None:
 
 def _cmd_nas(args: argparse.Namespace) -> None:
     from avnas_nni.multitrial import run_multitrial
-    from avnas_nni.pipeline import PROFILES, RunSettings
+    from avnas_nni.pipeline import RunSettings
 
-    values = {**PROFILES[args.profile], "data": args.data, "bits": args.bits, "seed": args.seed, "strategy": "fixed"}
-    if args.epochs is not None:
-        values["finetune_epochs"] = args.epochs
-    settings = RunSettings(**values)
+    settings = RunSettings.resolve(args.profile, data=args.data, bits=args.bits, seed=args.seed, strategy="fixed",
+                                   finetune_epochs=args.epochs)
     best, exp_id = run_multitrial(args.strategy, settings, port=args.port, trials=args.trials,
                                   concurrency=args.concurrency, work_dir=args.work_dir, keep_running=args.keep)
     print(f"experiment {exp_id}: web UI http://127.0.0.1:{args.port}" + (" (still running)" if args.keep else ""))
@@ -323,6 +318,9 @@ def _cmd_query(args: argparse.Namespace) -> None:
             print(f"  {hit['rank']:>4}  {hit['id']:<{width}}  {hit['hamming']:>7}  "
                   f"{', '.join(map(str, hit['labels']))}")
 
+
+#: avnas_nni.pipeline.PROFILES's names, spelled here so that ``--help`` need not import torch (a test compares them).
+PROFILE_NAMES = ("quick", "bench-quick", "compare-quick", "paper")
 
 #: Benchmarks ``avnas bench NAME`` runs (modules of the ``benchmarks`` package, each with ``main(argv)``).
 BENCHMARKS = ("table2", "strategies_quick", "alpha_movement", "contention", "embedded_modalities", "supernet_speed",
@@ -421,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     nas.add_argument("--bits", type=int, default=64)
     nas.add_argument("--trials", type=int, default=10, help="architectures to train (default 10)")
     nas.add_argument("--epochs", type=int, help="training epochs per architecture (default: the profile's)")
-    nas.add_argument("--profile", default="quick", choices=("quick", "paper"))
+    nas.add_argument("--profile", default="quick", choices=PROFILE_NAMES)
     nas.add_argument("--seed", type=int, default=3346)
     nas.add_argument("--port", type=int, default=8080, help="web UI port (default 8080)")
     nas.add_argument("--concurrency", type=int, default=1, help="trials at once (default 1)")

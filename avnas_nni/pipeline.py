@@ -87,6 +87,12 @@ INFER_VIDEOS = 12_500
 PROFILES: dict[str, dict[str, Any]] = {
     "quick": {"search_epochs": 3, "finetune_epochs": 10, "batch_size": 32, "finetune_lr": 1e-3,
               "alpha_policy": "budget", "evolution": "quick"},
+    # The Table 2 runner's CPU budget (all rows within the hour on 2 cores): 2 supernet + 3 fine-tune epochs.
+    "bench-quick": {"search_epochs": 2, "finetune_epochs": 3, "batch_size": 32, "finetune_lr": 1e-3,
+                    "alpha_policy": "budget", "evolution": "quick"},
+    # experiments/compare_quick.yml: every strategy in NNI at 2 supernet + 6 fine-tune epochs.
+    "compare-quick": {"search_epochs": 2, "finetune_epochs": 6, "batch_size": 32, "finetune_lr": 1e-3,
+                      "alpha_policy": "budget", "evolution": "quick"},
     "paper": {"search_epochs": 300, "finetune_epochs": 300, "batch_size": 128, "finetune_lr": 1e-4,
               "alpha_policy": "paper", "evolution": "paper"},
 }
@@ -164,6 +170,19 @@ class RunSettings:
             if self.method not in METHODS:
                 raise SettingsError(f"method: expected one of {sorted(METHODS)}, got {self.method!r}")
             self.strategy = "fixed"  # a method's run searches nothing
+
+    @classmethod
+    def resolve(cls, profile: str = "quick", /, **overrides: Any) -> RunSettings:
+        """The one way to assemble settings: the profile's values (:data:`PROFILES`), then ``overrides`` (None
+        values ignored, so unset command-line flags fall through). Unknown profiles or field names are a
+        :class:`~avnas_nni.errors.SettingsError` naming what is known."""
+        if profile not in PROFILES:
+            raise SettingsError(f"profile: expected one of {sorted(PROFILES)}, got {profile!r}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise SettingsError(f"settings: unknown name(s) {unknown}; expected RunSettings fields {sorted(known)}")
+        return cls(**{**PROFILES[profile], **{k: v for k, v in overrides.items() if v is not None}})
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunSettings:

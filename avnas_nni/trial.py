@@ -109,7 +109,7 @@ def settings_from_parameters(parameters: dict[str, Any], defaults: dict[str, Any
     command = "method" if merged.get("method") else "train" if merged.get("arch") else "search"
     if command != "search":
         merged["strategy"] = "fixed"
-    return RunSettings(**{**PROFILES[profile], **merged}), command
+    return RunSettings.resolve(profile, **merged), command
 
 
 def compact_arch(arch: dict[str, Any]) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from avnas_nni.pipeline import PROFILES, RunSettings, run_search
+from avnas_nni.pipeline import RunSettings, run_search
 from avnas_nni.runs import RunDir
 from benchmarks._common import commit, save_table
 from strategies import ALPHA_STRATEGIES
@@ -81,12 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     made_at = commit()  # the code the runs are made with, whatever is committed while they run
     lines = []
     for strategy, travel, seed in itertools.product(strategies, travels, seeds):
-        values = {**PROFILES["quick"], "finetune_epochs": 0, "alpha_policy": args.policy}
-        if args.epochs is not None:
-            values["search_epochs"] = args.epochs
-        if travel is not None:
-            values["alpha_travel"] = travel
-        settings = RunSettings(strategy=strategy, data=args.data, bits=args.bits, seed=seed, **values)
+        settings = RunSettings.resolve("quick", strategy=strategy, data=args.data, bits=args.bits, seed=seed,
+                                       finetune_epochs=0, alpha_policy=args.policy, search_epochs=args.epochs,
+                                       alpha_travel=travel)
         run = args.work / f"{strategy}-{args.policy}-{travel}-s{seed}"
         if not RunDir(run).metrics_path.is_file():
             run_search(settings, run, resume=RunDir(run).settings_path.is_file())

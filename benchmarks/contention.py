@@ -53,8 +53,9 @@ def _worker(args: argparse.Namespace) -> int:
     from avnas_nni.threads import apply_thread_policy, batch_work
 
     extra = {"trainer": {"limit_train_batches": args.steps}} if args.steps else {}
-    settings = RunSettings(strategy=args.strategy, data=args.data, bits=args.bits, search_epochs=args.search_epochs,
-                           finetune_epochs=args.finetune_epochs, batch_size=args.batch_size, extra=extra)
+    settings = RunSettings.resolve("quick", strategy=args.strategy, data=args.data, bits=args.bits,
+                                   search_epochs=args.search_epochs, finetune_epochs=args.finetune_epochs,
+                                   batch_size=args.batch_size, extra=extra)
     plan = apply_thread_policy(args.threads, batch_work(settings.data, settings.batch_size, settings.n_neg))
     run_search(settings, args.run_dir)
     (Path(args.run_dir) / "threads.json").write_text(json.dumps(plan.__dict__) + "\n")

@@ -41,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         for expert in args.experts.split(","):
             for modality in ("audio-visual", "visual", "audio"):
                 arch = expert if modality == "audio-visual" else f"{expert}-{modality}"
-                settings = RunSettings(strategy="fixed", arch=arch, data=args.data, bits=args.bits,
-                                       finetune_epochs=args.epochs, search_epochs=0, seed=args.seed,
-                                       in_batch_negatives=args.in_batch_negatives)
+                settings = RunSettings.resolve("quick", strategy="fixed", arch=arch, data=args.data,
+                                               bits=args.bits, finetune_epochs=args.epochs, search_epochs=0,
+                                               seed=args.seed, in_batch_negatives=args.in_batch_negatives)
                 metrics = run_train(settings, Path(tmp) / arch)
                 rows.append({"expert": expert, "modalities": modality, "test_mAP@100": metrics["test_mAP@100"],
                              "val_mAP@100": metrics["val_mAP@100"], "params": metrics["params"],

@@ -54,7 +54,7 @@ class Row:
         A ``search`` row whose settings equal this one's but for ``prune``: when both run, the runner searches
         once and this row fine-tunes what its own rule prunes from that search (AV-NAS Arch-2 from Arch-1's).
     quick : dict
-        Settings this row takes under the ``quick`` profile only (on top of ``settings``); the report lists them.
+        Settings this row takes under the ``bench-quick`` profile only (on top of ``settings``); the report lists them.
         For a method too costly for the quick budget at its paper's size (AVH's 1024-wide LSTM).
     dataset : str
         ``"A"`` (the benchmark's ``--data``: ActivityNet's part) or ``"B"`` (``--data-b``: FCVID's part).

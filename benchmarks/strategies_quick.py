@@ -41,15 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.strategies.split(",")) - set(STRATEGIES)
     if unknown:
         parser.error(f"unknown strategies {sorted(unknown)}; expected some of {sorted(STRATEGIES)}")
-    values = dict(PROFILES[args.profile])
-    if args.epochs is not None:
-        values["search_epochs"] = args.epochs
-    if args.finetune_epochs is not None:
-        values["finetune_epochs"] = args.finetune_epochs
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.strategies.split(","):
-            settings = RunSettings(strategy=name, data=args.data, bits=args.bits, seed=args.seed, **values)
+            settings = RunSettings.resolve(args.profile, strategy=name, data=args.data, bits=args.bits,
+                                           seed=args.seed, search_epochs=args.epochs,
+                                           finetune_epochs=args.finetune_epochs)
             started = time.perf_counter()
             metrics = run_search(settings, Path(tmp) / name)
             rows.append({"strategy": name, "test_mAP@100": metrics["test_mAP@100"],
@@ -59,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
                          "finetune_s_per_epoch": metrics["finetune_seconds_per_epoch"],
                          "total_s": time.perf_counter() - started})
             logger.info("%s", rows[-1])
-    title = f"Search strategies on `{args.data}` ({args.bits} bits, profile {args.profile}: {values}, seed {args.seed})"
+    epochs = f"{settings.search_epochs} + {settings.finetune_epochs} epochs"
+    title = f"Search strategies on `{args.data}` ({args.bits} bits, profile {args.profile}: {epochs}, seed {args.seed})"
     notes = "mAP@100 in the AV-NAS/AVHash (hits-normalised) form; queries = test, database = train."
     print(save_table(pd.DataFrame(rows), args.out, title, "benchmarks.strategies_quick", argv, notes))
     return 0

@@ -104,8 +104,8 @@ def measure(strategy_name: str, data: str = "embedded", batch_size: int = 32, ba
 
     torch.set_num_threads(threads)
     pl.seed_everything(seed, verbose=False)
-    settings = RunSettings(strategy=strategy_name, data=data, bits=bits, batch_size=batch_size, seed=seed,
-                           device=device)
+    settings = RunSettings.resolve("quick", strategy=strategy_name, data=data, bits=bits, batch_size=batch_size,
+                                   seed=seed, device=device)
     space = build_space(settings)
     timer = IterationTimer()
     evaluator = make_evaluator(data, max_epochs=1, batch_size=batch_size, accelerator=settings.accelerator,

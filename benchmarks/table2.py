@@ -5,7 +5,7 @@ Every row of :mod:`benchmarks.rows` runs once per code length and seed through t
 benchmark resumes where it stopped (finished rows are read back, a half-done run continues from its
 last epoch) and ``--rows`` reruns a subset::
 
-    python -m benchmarks.table2 --profile quick --out benchmarks/results/table2
+    python -m benchmarks.table2 --profile bench-quick --out benchmarks/results/table2
     avnas bench table2 --rows "AV-NAS (Arch-1),DARTS" --bits 64 --seeds 3
 
 Writes ``table2.csv`` (one line per run), ``table2.md`` (both tables with the paper's numbers beside
@@ -56,16 +56,10 @@ __all__ = ["BENCH_PROFILES", "main", "run_row", "run_table", "query_ap", "write_
 
 logger = logging.getLogger(__name__)
 
-#: Benchmark profiles. ``quick``: the embedded data on 2 CPU cores, 2 supernet + 3 fine-tune epochs per row, within
-#: the 45-minute budget for all 25 rows (measured time: README and ``table2.md``). History: 2 + 6 epochs took 62.6 min
-#: for 20 rows; in those runs' histories, val mAP after 3 fine-tune epochs already kept the paper's orderings (AV-NAS
-#: 0.65-0.70 above every NAS baseline, audio-visual > visual > audio), so the quick table trades ~0.1 mAP of
-#: convergence for half the training time; ``--finetune-epochs 6`` gives the longer table. ``paper``: SPEC §4
-#: (300 + 300 epochs, batch 128).
-BENCH_PROFILES: dict[str, dict[str, Any]] = {
-    "quick": {**PROFILES["quick"], "search_epochs": 2, "finetune_epochs": 3},
-    "paper": dict(PROFILES["paper"]),
-}
+#: Benchmark profiles (named entries of :data:`avnas_nni.pipeline.PROFILES`). ``bench-quick``: the embedded data on
+#: 2 CPU cores, 2 supernet + 3 fine-tune epochs per row (the 25-row table took 35.9 min at 9c15516). ``paper``:
+#: SPEC §4 (300 + 300 epochs, batch 128).
+BENCH_PROFILES: dict[str, dict[str, Any]] = {name: dict(PROFILES[name]) for name in ("bench-quick", "paper")}
 
 _COLUMNS = ["row", "dataset", "table", "group", "bits", "seed", "test_mAP@100", "val_mAP@100",
             "supernet_s_per_epoch", "search_s", "search_wall_s", "train_s_per_epoch", "train_epochs",
@@ -89,7 +83,7 @@ def _settings(row: Row, bits: int, seed: int, base: dict[str, Any], work: Path |
     base = dict(base)
     profile = base.pop("profile", None)
     data_b = base.pop("data_b", None)
-    values = {**base, **row.settings, **(row.quick if profile == "quick" else {}), "bits": bits,
+    values = {**base, **row.settings, **(row.quick if profile == "bench-quick" else {}), "bits": bits,
               "seed": seed + row.seed_offset}
     if row.dataset == "B":
         if not data_b:
@@ -106,7 +100,7 @@ def _settings(row: Row, bits: int, seed: int, base: dict[str, Any], work: Path |
         for key, value in METHODS[row.settings["method"]].paper_settings.items():
             if key not in row.settings and base.get(key) == BENCH_PROFILES["paper"].get(key):
                 values[key] = value
-    return RunSettings(**values)
+    return RunSettings.resolve(profile or "bench-quick", **values)
 
 
 def _run_dir(work: Path, row: Row, bits: int, seed: int) -> Path:
@@ -460,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="embedded", help="dataset A: a JSON config, or 'embedded' (default)")
     parser.add_argument("--data-b", help="dataset B (FCVID's part: Arch-2's search, the cross-test); default "
                                          "'embedded-b' when --data is 'embedded'")
-    parser.add_argument("--profile", default="quick", choices=sorted(BENCH_PROFILES))
+    parser.add_argument("--profile", default="bench-quick", choices=sorted(BENCH_PROFILES))
     parser.add_argument("--rows", help=f"comma-separated rows (default: all): {', '.join(ROWS)}")
     parser.add_argument("--bits", default="32,64", help="code lengths (default 32,64)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds per cell: seed, seed+1, … (default 1)")
@@ -524,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
             "thread(s) each "
             f"(times are per run, measured side by side). This invocation: {computed} of {len(results)} runs "
             f"computed, the rest read back from `{work}`, in {minutes:.1f} min.")
-        own = [f"{row.name} {row.quick}" for row in rows if row.quick and args.profile == "quick"]
+        own = [f"{row.name} {row.quick}" for row in rows if row.quick and args.profile == "bench-quick"]
         if own:
             notes += " Rows with quick-profile settings of their own: " + "; ".join(own) + "."
         print(write_report(results, args.out, bits, command.strip(), notes))

@@ -24,7 +24,7 @@ def finetune_step_seconds(steps: int, warmup: int = 2, arch: str = "mamba", batc
     from avnas_nni.evaluator import HashingModule
     from avnas_nni.pipeline import RunSettings, build_space, resolve_arch
 
-    settings = RunSettings(strategy="fixed", batch_size=batch_size)
+    settings = RunSettings.resolve("quick", strategy="fixed", batch_size=batch_size)
     overrides, sample = resolve_arch(arch, settings)
     model = build_space(settings, **overrides).freeze(sample)
     module = HashingModule("embedded")

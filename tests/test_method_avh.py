@@ -133,10 +133,11 @@ def test_avh_is_registered_with_its_table2_row():
     assert (paper.finetune_lr, paper.finetune_eps, paper.batch_size, paper.finetune_epochs, paper.n_neg) == (
         1e-4, 1e-8, 128, 100, 1)
     assert paper.method == "avh" and paper.strategy == "fixed" and paper.extra == {}
-    quick = table2._settings(row, 64, 1, {**table2.BENCH_PROFILES["quick"], "profile": "quick"})
+    quick = table2._settings(row, 64, 1, {**table2.BENCH_PROFILES["bench-quick"], "profile": "bench-quick"})
     assert (quick.batch_size, quick.finetune_lr, quick.finetune_eps) == (32, 1e-3, 1e-8)
     # trained from scratch: the supernet + fine-tune epochs a searched row gets (equal budgets)
-    assert quick.finetune_epochs == sum(table2.BENCH_PROFILES["quick"][k] for k in ("search_epochs", "finetune_epochs"))
+    bench = table2.BENCH_PROFILES["bench-quick"]
+    assert quick.finetune_epochs == bench["search_epochs"] + bench["finetune_epochs"]
     # the quick budget runs it 256 wide (stated in the report); the paper profile at its paper's 1024
     assert quick.extra == {"method": {"hidden": 256, "attention": 256}}
     model = build_method("avh", dim=48, length=25, bits=64, **quick.extra["method"])

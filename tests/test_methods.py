@@ -256,10 +256,11 @@ def test_the_paper_profile_gives_a_method_its_papers_settings(monkeypatch):
     assert settings.finetune_epochs == 300 and settings.method == "avhash" and settings.strategy == "fixed"
     flagged = table2._settings(ROWS["AVHash"], 64, 1, {**base, "batch_size": 16})  # --batch-size 16 wins
     assert flagged.batch_size == 16 and flagged.finetune_lr == 5e-5
-    quick = table2._settings(ROWS["AVHash"], 64, 1, {**table2.BENCH_PROFILES["quick"], "profile": "quick"})
+    quick = table2._settings(ROWS["AVHash"], 64, 1, {**table2.BENCH_PROFILES["bench-quick"], "profile": "bench-quick"})
     assert (quick.batch_size, quick.finetune_lr) == (32, 1e-3)  # the quick profile as is
     # trained from scratch: the supernet + fine-tune epochs a searched row gets (equal budgets)
-    assert quick.finetune_epochs == sum(table2.BENCH_PROFILES["quick"][k] for k in ("search_epochs", "finetune_epochs"))
+    bench = table2.BENCH_PROFILES["bench-quick"]
+    assert quick.finetune_epochs == bench["search_epochs"] + bench["finetune_epochs"]
     # Unpatched, AVHash's paper settings are what the paper profile gives every row (SPEC §4 is AVHash's setting).
     monkeypatch.undo()
     plain, darts = (table2._settings(ROWS[name], 64, 1, base) for name in ("AVHash", "DARTS"))
@@ -558,10 +559,11 @@ def test_conmh_is_registered_with_its_table2_row(monkeypatch):
     assert (paper.finetune_lr, paper.finetune_eps, paper.batch_size, paper.finetune_epochs, paper.tau) == (
         1e-4, 1e-8, 512, 805, 0.5)
     assert paper.method == "conmh" and paper.strategy == "fixed" and paper.extra == {}
-    quick = table2._settings(row, 64, 1, {**table2.BENCH_PROFILES["quick"], "profile": "quick"})
+    quick = table2._settings(row, 64, 1, {**table2.BENCH_PROFILES["bench-quick"], "profile": "bench-quick"})
     assert (quick.batch_size, quick.finetune_lr, quick.tau) == (32, 1e-3, 0.5)
     # trained from scratch: the supernet + fine-tune epochs a searched row gets (equal budgets)
-    assert quick.finetune_epochs == sum(table2.BENCH_PROFILES["quick"][k] for k in ("search_epochs", "finetune_epochs"))
+    bench = table2.BENCH_PROFILES["bench-quick"]
+    assert quick.finetune_epochs == bench["search_epochs"] + bench["finetune_epochs"]
 
 
 def test_cli_trains_a_method(tiny_data, tmp_path, capsys):
