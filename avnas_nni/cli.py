@@ -323,8 +323,8 @@ def _cmd_query(args: argparse.Namespace) -> None:
 PROFILE_NAMES = ("quick", "bench-quick", "compare-quick", "paper")
 
 #: Benchmarks ``avnas bench NAME`` runs (modules of the ``benchmarks`` package, each with ``main(argv)``).
-BENCHMARKS = ("table2", "strategies_quick", "alpha_movement", "contention", "embedded_modalities", "supernet_speed",
-              "scan_speed", "metrics_speed", "knn_speed", "extract_speed")
+BENCHMARKS = ("table2", "strategies_quick", "alpha_movement", "planted_search", "contention", "embedded_modalities",
+              "supernet_speed", "scan_speed", "metrics_speed", "knn_speed", "extract_speed")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
