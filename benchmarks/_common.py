@@ -42,11 +42,11 @@ def commit() -> str:
 
 
 def save_json(path: Path | None, result: dict[str, Any]) -> None:
-    """Write ``result`` as JSON to ``path`` when one was asked for."""
+    """Write ``result`` as JSON to ``path`` when one was asked for, with the commit it was measured at."""
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path.write_text(json.dumps({"commit": commit(), **result}, indent=2) + "\n")
     print(f"wrote {path}")
 
 

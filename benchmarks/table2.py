@@ -48,7 +48,7 @@ from avnas_nni.pipeline import (
 )
 from avnas_nni.runs import RunDir, atomic_write_text
 from avnas_nni.threads import apply_thread_policy
-from benchmarks._common import machine, run_codes
+from benchmarks._common import commit, machine, run_codes
 from benchmarks.rows import PAPER_DATASETS, ROWS, SELF_FUSION, Row, select_rows
 from search_spaces import single_modality
 
@@ -422,7 +422,7 @@ def write_report(results: pd.DataFrame, out: Path, bits: list[int], command: str
     seeds = sorted(results["seed"].unique())
     parts = [
         "# AV-NAS Table 2 and Table 3, reproduced", "",
-        f"Command: `{command}`  ", f"Machine: {machine()}  ",
+        f"Command: `{command}`  ", f"Commit: {commit()}  ", f"Machine: {machine()}  ",
         f"Seeds: {', '.join(map(str, seeds))} (cells are mean ± 95 % CI half-width over seeds when there are "
         "several)  ",
         "mAP@100 on the test queries against the retrieval set; times at the larger code length, of the row's "
