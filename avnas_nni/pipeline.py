@@ -32,6 +32,8 @@ from avnas_nni.evaluator import HashingModule, encode, load_split, make_evaluato
 from avnas_nni.methods import METHODS, MethodModule, build_method
 from avnas_nni.metrics import retrieval_report
 from avnas_nni.runs import (
+    LAST_CHECKPOINT,
+    PREVIOUS_CHECKPOINT,
     ArchRecord,
     RunDir,
     RunError,
@@ -313,10 +315,6 @@ def _trainer_kwargs(settings: RunSettings, run: RunDir, stage: str, progress: bo
                 **settings.extra.get("trainer", {}))
 
 
-#: Kept beside each ``last.ckpt``: the epoch before, until the new ``last.ckpt`` is complete.
-PREVIOUS_CHECKPOINT = "last.prev.ckpt"
-
-
 class _CheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, made durable: serialise in memory, write a temporary file, fsync, rename;
     the ``last.ckpt`` being replaced stays as ``last.prev.ckpt``; an ``OSError`` (disk full) is a one-line
@@ -326,7 +324,7 @@ class _CheckpointIO(TorchCheckpointIO):
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         path = Path(path)
-        keep = path.with_name(PREVIOUS_CHECKPOINT) if path.name == "last.ckpt" else None
+        keep = path.with_name(PREVIOUS_CHECKPOINT) if path.name == LAST_CHECKPOINT else None
         atomic_write_bytes(path, buffer.getbuffer().tobytes(), keep_previous=keep)
 
 
@@ -458,7 +456,7 @@ def _finetune(model: torch.nn.Module, settings: RunSettings, run: RunDir, resume
             raise KeyboardInterrupt("fine-tuning interrupted")
     seconds = time.perf_counter() - started
     epoch_log = next(cb for cb in trainer.callbacks if isinstance(cb, _EpochLog))
-    best = run.checkpoints("finetune") / "best.ckpt"
+    best = run.best_checkpoint("finetune")
     if best.is_file():
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
@@ -704,7 +702,6 @@ def _prepare(run: RunDir, settings: RunSettings, resume: bool) -> None:
         logger.warning("%s: taking over a run that finished no epoch", run.path)
     run.path.mkdir(parents=True, exist_ok=True)
     run.write_settings(asdict(settings))
-
 
 
 def load_run_model(path: str | Path) -> tuple[torch.nn.Module, RunSettings, ArchRecord]:

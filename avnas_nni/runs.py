@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import io
 import json
 import logging
 import os
@@ -42,8 +43,8 @@ from safetensors.torch import load_file, save_file
 
 from avnas_nni.errors import AVNASError
 
-__all__ = ["ArchRecord", "RunDir", "RunError", "RunLock", "atomic_write_bytes", "atomic_write_text", "read_json",
-           "save_weights", "load_weights", "write_error"]
+__all__ = ["ArchRecord", "LAST_CHECKPOINT", "PREVIOUS_CHECKPOINT", "BEST_CHECKPOINT", "RunDir", "RunError", "RunLock",
+           "atomic_write_bytes", "atomic_write_text", "read_json", "save_weights", "load_weights", "write_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +163,11 @@ class ArchRecord:
         return self.raw.get(key, default)
 
 
+#: Checkpoint file names of a stage directory: the last finished epoch, the epoch before it (kept until the new
+#: last one is complete), the best validation epoch (fine-tuning).
+LAST_CHECKPOINT, PREVIOUS_CHECKPOINT, BEST_CHECKPOINT = "last.ckpt", "last.prev.ckpt", "best.ckpt"
+
+
 class RunDir:
     """Paths and readers/writers of one run directory."""
 
@@ -192,8 +198,12 @@ class RunDir:
 
     def last_checkpoint(self, stage: str) -> Path | None:
         """The last finished epoch's checkpoint of a stage, if any."""
-        last = self.checkpoints(stage) / "last.ckpt"
+        last = self.checkpoints(stage) / LAST_CHECKPOINT
         return last if last.is_file() else None
+
+    def best_checkpoint(self, stage: str) -> Path:
+        """The best validation epoch's checkpoint of a stage (it may not exist)."""
+        return self.checkpoints(stage) / BEST_CHECKPOINT
 
     def has_finished_work(self) -> bool:
         """Whether the run finished anything worth keeping: an epoch's checkpoint, pruned or final weights, metrics.
@@ -289,16 +299,12 @@ def _plot_alpha_history(table: pd.DataFrame, path: Path) -> None:
     fig.supxlabel("search epoch (0 = initialisation)", fontsize=8)
     fig.supylabel("softmax(α)", fontsize=8)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
+    buffer = io.BytesIO()
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        fig.savefig(buffer, format="png", dpi=110)
     finally:
         plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 class RunLock:

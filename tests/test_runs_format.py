@@ -9,7 +9,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: File names of a run directory (avnas_nni.runs's docstring lists them).
 RUN_FILES = re.compile(r"""["'](settings\.json|arch\.json|metrics\.json|model\.safetensors|history\.csv|run\.log|"""
-                       r"""alpha_history\.(csv|png)|model\.onnx|pruned_init[^"']*|[^"'/]*_ap\.npy)["']""")
+                       r"""alpha_history\.(csv|png)|model\.onnx|pruned_init[^"']*|[^"'/]*_ap\.npy|"""
+                       r"""(last|last\.prev|best)\.ckpt)["']""")
 
 
 def _offenders(root: Path) -> list[str]:
@@ -30,5 +31,6 @@ def test_no_run_file_name_outside_runs_module():
 
 def test_the_check_finds_a_spelled_name(tmp_path):
     (tmp_path / "avnas_nni").mkdir()
-    (tmp_path / "avnas_nni" / "x.py").write_text('path = run / "metrics.json"\nother = f"pruned_init_{rule}.st"\n')
-    assert len(_offenders(tmp_path)) == 2
+    (tmp_path / "avnas_nni" / "x.py").write_text('path = run / "metrics.json"\nother = f"pruned_init_{rule}.st"\n'
+                                                  'ckpt = stage / "last.prev.ckpt"\n')
+    assert len(_offenders(tmp_path)) == 3
