@@ -164,7 +164,8 @@ def _discard_unstarted(out: Path, made: bool) -> None:
     """Remove a run directory this command made if the run failed before finishing anything (bad data …)."""
     from avnas_nni.runs import RunDir
 
-    if made and out.is_dir() and not RunDir(out).has_finished_work() and not (out / ".lock").exists():
+    run = RunDir(out)
+    if made and out.is_dir() and not run.has_finished_work() and not run.lock_path.exists():
         import shutil
 
         shutil.rmtree(out, ignore_errors=True)

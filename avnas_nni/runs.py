@@ -183,6 +183,7 @@ class RunDir:
     alpha_history_path = property(lambda self: self.path / "alpha_history.csv")
     alpha_plot_path = property(lambda self: self.path / "alpha_history.png")
     onnx_path = property(lambda self: self.path / "model.onnx")
+    lock_path = property(lambda self: self.path / ".lock")  # held by :class:`RunLock` while a process writes
 
     def pruned_init_path(self, rule: str | None = None) -> Path:
         """The pruned network with the supernet's weights: this run's own rule, or another ``rule``'s."""
@@ -323,7 +324,7 @@ class RunLock:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.lock_path = self.path / ".lock"
+        self.lock_path = RunDir(path).lock_path
         self._fd: int | None = None
         self._made = False
 

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: File names of a run directory (avnas_nni.runs's docstring lists them).
 RUN_FILES = re.compile(r"""["'](settings\.json|arch\.json|metrics\.json|model\.safetensors|history\.csv|run\.log|"""
                        r"""alpha_history\.(csv|png)|model\.onnx|pruned_init[^"']*|[^"'/]*_ap\.npy|"""
-                       r"""(last|last\.prev|best)\.ckpt)["']""")
+                       r"""(last|last\.prev|best)\.ckpt|\.lock)["']""")
 
 
 def _offenders(root: Path) -> list[str]:
