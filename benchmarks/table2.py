@@ -294,10 +294,14 @@ def _table_markdown(results: pd.DataFrame, table: str, bits: list[int]) -> str:
     return "\n".join(lines)
 
 
+def _home_runs(results: pd.DataFrame, name: str, bits: int) -> pd.DataFrame:
+    """The runs of a row on dataset A (where the claims are checked) at one code length."""
+    return results[(results["row"] == name) & (results["bits"] == bits) & (results["dataset"] == "A")]
+
+
 def _per_seed(results: pd.DataFrame, name: str, bits: int) -> pd.Series:
     """Test mAP@100 of a row on dataset A, by seed (Random rows: one row per seed)."""
-    runs = results[(results["row"] == name) & (results["bits"] == bits) & (results["dataset"] == "A")]
-    return runs.groupby("seed")["test_mAP@100"].mean()
+    return _home_runs(results, name, bits).groupby("seed")["test_mAP@100"].mean()
 
 
 def _mean_map(results: pd.DataFrame, name: str, bits: int) -> float | None:
@@ -321,6 +325,13 @@ def _verdict(mean: float, half: float) -> str:
     return "not shown (the 95 % CI includes 0)"
 
 
+def _combined(verdicts: list[str]) -> str:
+    """A claim made of parts: holds when every part holds, does not when any part is reversed, else not shown."""
+    if all(v == "holds" for v in verdicts):
+        return "holds"
+    return "does NOT hold" if any(v.startswith("does NOT") for v in verdicts) else "not shown"
+
+
 def _claim(label: str, ours: pd.Series, others: dict[str, pd.Series]) -> str:
     """One claim "ours > each of ``others``": holds when every paired difference's CI is above 0."""
     parts, verdicts = [], []
@@ -328,9 +339,7 @@ def _claim(label: str, ours: pd.Series, others: dict[str, pd.Series]) -> str:
         mean, half, n = _paired(ours, theirs)
         verdicts.append(_verdict(mean, half))
         parts.append(f"{name} {mean:+.4f} ± {half:.4f}")
-    verdict = ("holds" if all(v == "holds" for v in verdicts) else
-               "does NOT hold" if any(v.startswith("does NOT") for v in verdicts) else "not shown")
-    return f"- {label}: **{verdict}** — AV-NAS − other (mean ± 95 % CI over {n} seeds): {'; '.join(parts)}."
+    return f"- {label}: **{_combined(verdicts)}** — AV-NAS − other (mean ± 95 % CI over {n} seeds): {'; '.join(parts)}."
 
 
 def claims(results: pd.DataFrame, bits: list[int], min_seeds: int = 3) -> list[str]:
@@ -360,25 +369,21 @@ def claims(results: pd.DataFrame, bits: list[int], min_seeds: int = 3) -> list[s
         visual, audio = _per_seed(results, "Visual only", b), _per_seed(results, "Audio only", b)
         if len(visual) and len(audio):
             av_v, v_a = _paired(ours, visual), _paired(visual, audio)
-            verdicts = {_verdict(*av_v[:2]), _verdict(*v_a[:2])}
-            verdict = "holds" if verdicts == {"holds"} else "does NOT hold" if any(
-                v.startswith("does NOT") for v in verdicts) else "not shown"
+            verdict = _combined([_verdict(*av_v[:2]), _verdict(*v_a[:2])])
             lines.append(f"- audio-visual > visual-only > audio-only ({b} bits): **{verdict}** — AV − V "
                          f"{av_v[0]:+.4f} ± {av_v[1]:.4f}, V − A {v_a[0]:+.4f} ± {v_a[1]:.4f}.")
-        changed = results[(results["row"] == avnas) & (results["bits"] == b) & (results["dataset"] == "A")]
+        changed = _home_runs(results, avnas, b)
         if len(randoms) and changed["cells"].notna().all():
             share = (changed["changed_cells"] / changed["cells"]).to_numpy()
             random_mean = pd.concat([_per_seed(results, n, b) for n in randoms], axis=1).mean(axis=1)
             mean, half, _ = _paired(ours, random_mean)
-            moved = bool((share >= 1 / 3).all())
-            verdict = "holds" if moved and _verdict(mean, half) == "holds" else (
-                "does NOT hold" if not moved or _verdict(mean, half).startswith("does NOT") else "not shown")
+            moved = "holds" if (share >= 1 / 3).all() else "does NOT hold"
+            verdict = _combined([moved, _verdict(mean, half)])
             lines.append(f"- the search is informative ({b} bits): **{verdict}** — cells whose choice changed from "
                          f"α's initial argmax: {', '.join(f'{x:.0%}' for x in share)} per seed (needs ≥ 33 %); "
                          f"AV-NAS − mean of Random 1–5: {mean:+.4f} ± {half:.4f}.")
     timing_bits = 64 if 64 in bits else max(bits)
-    epochs = {name: results.loc[(results["row"] == name) & (results["bits"] == timing_bits)
-                                & (results["dataset"] == "A"), "supernet_s_per_epoch"] for name in (avnas, "DARTS")}
+    epochs = {name: _home_runs(results, name, timing_bits)["supernet_s_per_epoch"] for name in (avnas, "DARTS")}
     if all(len(v.dropna()) for v in epochs.values()):
         ratio = epochs[avnas].mean() / epochs["DARTS"].mean()
         verdict = "holds" if ratio < 1 else "does NOT hold"
@@ -389,7 +394,7 @@ def claims(results: pd.DataFrame, bits: list[int], min_seeds: int = 3) -> list[s
 
 
 def _seed_mean_ap(results: pd.DataFrame, name: str, bits: int) -> np.ndarray:
-    runs = results.loc[(results["row"] == name) & (results["bits"] == bits) & (results["dataset"] == "A"), "run"]
+    runs = _home_runs(results, name, bits)["run"]
     return np.mean([query_ap(run) for run in runs], axis=0)
 
 
