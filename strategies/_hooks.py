@@ -14,6 +14,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from nni.nas.oneshot.pytorch.supermodule.base import BaseSuperNetModule
+
+from .diagnostics import argmax
 
 __all__ = ["ValidationForwardingMixin", "BestEpochMixin", "OrderedArchParametersMixin", "ArgmaxExportMixin",
            "AlphaBudgetMixin", "SeededDifferentiableMixin", "alpha_steps", "reseed_alphas", "step_seed",
@@ -185,7 +188,7 @@ class ArgmaxExportMixin:
 
     def export(self) -> dict[str, Any]:
         """The most likely candidate of every choice (ties: the first listed)."""
-        return {label: max(probs, key=probs.__getitem__) for label, probs in self.export_probs().items()}
+        return {label: argmax(probs) for label, probs in self.export_probs().items()}
 
 
 class SeededDifferentiableMixin(ArgmaxExportMixin):
@@ -243,8 +246,7 @@ class SeededDifferentiableMixin(ArgmaxExportMixin):
         seed = self.seed if self.seed is not None else int(torch.randint(2**31 - 1, ()))
         reseed_alphas(self._arch_parameters, seed, self.alpha_init_std)
         # softmax(α) before the first step: what a search that learnt nothing would export
-        self.init_probs = {label: {name: float(p) for name, p in probs.items()}
-                           for label, probs in _probs_of(self._arch_parameters, mutated).items()}
+        self.init_probs = _supernet_probs(mutated)
         return mutated
 
     def val_dataloader(self, train_dataloader_fn, val_dataloader_fn):
@@ -252,15 +254,14 @@ class SeededDifferentiableMixin(ArgmaxExportMixin):
         return val_dataloader_fn()
 
 
-def _probs_of(alphas: dict[str, torch.nn.Parameter], model: torch.nn.Module) -> dict[str, dict[str, float]]:
-    """softmax(α) per label, with candidate names, read from the mixed layers of ``model``."""
-    names: dict[str, list[str]] = {}
+def _supernet_probs(model: torch.nn.Module) -> dict[str, dict[str, float]]:
+    """softmax(α) per label as NNI's mixed layers export it (``export_probs``, what the one-shot module reports at
+    the end), as plain floats with str keys, in label order."""
+    memo: dict[str, Any] = {}
     for module in model.modules():
-        label, candidates = getattr(module, "label", None), getattr(module, "names", None)
-        if label in alphas and candidates is not None:
-            names.setdefault(label, [str(c) for c in candidates])
-    return {str(label): dict(zip(names[label], torch.softmax(alphas[label].detach(), -1).tolist(), strict=True))
-            for label in sorted(alphas) if label in names}
+        if isinstance(module, BaseSuperNetModule):
+            memo.update(module.export_probs(memo))
+    return {str(label): {str(name): float(p) for name, p in probs.items()} for label, probs in sorted(memo.items())}
 
 
 def reseed_alphas(alphas: dict[str, torch.nn.Parameter], seed: int, std: float) -> None:

@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["Probs", "cell_diagnostics", "summarise_search", "indecision_warning", "UNDECIDED_MARGIN"]
+__all__ = ["Probs", "argmax", "cell_diagnostics", "summarise_search", "indecision_warning", "UNDECIDED_MARGIN"]
 
 #: ``{label: {candidate: probability}}``
 Probs = Mapping[str, Mapping[str, float]]
@@ -25,8 +25,9 @@ Probs = Mapping[str, Mapping[str, float]]
 UNDECIDED_MARGIN = 0.02
 
 
-def _argmax(probs: Mapping[str, float]) -> str:
-    return max(probs, key=probs.__getitem__)  # ties: the first listed, as the exports do
+def argmax(probs: Mapping[str, float]) -> str:
+    """The most likely candidate (ties: the first listed), the rule of every argmax export."""
+    return max(probs, key=probs.__getitem__)
 
 
 def cell_diagnostics(probs: Probs, init_probs: Probs | None = None) -> dict[str, dict[str, Any]]:
@@ -41,11 +42,11 @@ def cell_diagnostics(probs: Probs, init_probs: Probs | None = None) -> dict[str,
         values = sorted((float(p) for p in cell.values()), reverse=True)
         k = len(values)
         entropy = -sum(p * math.log(p) for p in values if p > 0) / math.log(k) if k > 1 else 0.0
-        row: dict[str, Any] = {"choice": _argmax(cell), "entropy": round(entropy, 6),
+        row: dict[str, Any] = {"choice": argmax(cell), "entropy": round(entropy, 6),
                                "margin": round(values[0] - values[1], 6) if k > 1 else 1.0}
         if init_probs is not None and label in init_probs:
             start = init_probs[label]
-            row["init_choice"] = _argmax(start)
+            row["init_choice"] = argmax(start)
             row["changed"] = row["choice"] != row["init_choice"]
             row["moved"] = round(max(abs(float(cell[name]) - float(start.get(name, 0.0))) for name in cell), 6)
         out[label] = row
