@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import io
 import json
 import logging
@@ -43,14 +44,19 @@ from safetensors.torch import load_file, save_file
 
 from avnas_nni.errors import AVNASError
 
-__all__ = ["ArchRecord", "LAST_CHECKPOINT", "PREVIOUS_CHECKPOINT", "BEST_CHECKPOINT", "RunDir", "RunError", "RunLock",
-           "atomic_write_bytes", "atomic_write_text", "read_json", "save_weights", "load_weights", "write_error"]
+__all__ = ["ArchRecord", "LAST_CHECKPOINT", "PREVIOUS_CHECKPOINT", "BEST_CHECKPOINT", "RunDir", "RunError",
+           "RunInUseError", "RunLock", "run_key", "atomic_write_bytes", "atomic_write_text", "read_json",
+           "save_weights", "load_weights", "write_error"]
 
 logger = logging.getLogger(__name__)
 
 
 class RunError(AVNASError):
     """A run directory or architecture file that cannot be used."""
+
+
+class RunInUseError(RunError):
+    """The run directory is locked by another live process (:class:`RunLock`); nothing was written."""
 
 
 def write_error(path: Path, exc: OSError, what: str = "file") -> RunError:
@@ -339,7 +345,7 @@ class RunLock:
                 holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
                 os.close(fd)
                 pid, _, host = holder.partition(" ")
-                raise RunError(f"{self.path}: in use by another avnas process (pid {pid}"
+                raise RunInUseError(f"{self.path}: in use by another avnas process (pid {pid}"
                                f"{f' on {host}' if host else ''}); wait for it, stop it, or choose another --out"
                                ) from None
             # A holder releasing in between unlinks the file we opened: lock the file now at the path instead.
@@ -376,6 +382,14 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def run_key(settings: dict[str, Any]) -> str:
+    """A run directory name that only runs with equal settings share: ``STRATEGY-BITSb-sSEED-HASH``, HASH the first
+    12 hex digits of the settings' SHA-256 (NNI trials of one configuration meet in one run directory this way)."""
+    text = json.dumps(settings, sort_keys=True, default=_json_default)
+    name = settings.get("method") or settings.get("strategy", "run")
+    return f"{name}-{settings.get('bits')}b-s{settings.get('seed')}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> Path:

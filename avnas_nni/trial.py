@@ -17,6 +17,12 @@ NNI's sequential engine, which runs the search inside this process, swaps NNI's 
 parameters for its own while it runs; the reporter here keeps the trial's own channel and parameters,
 so every report reaches the trial that NNI launched. Messages stay small (floats and short strings).
 
+Faults (docs/faults.md): the trial's work runs in a worker process under :mod:`avnas_nni.supervisor`, so a worker
+killed from outside (the OOM killer) leaves a FAILED trial with its reason in ``trial.stderr``. Under NNI's local
+training service the run directory is keyed by the trial's settings (``EXPERIMENT/avnas-runs/KEY``, linked as
+``$NNI_OUTPUT_DIR/run``): a configuration issued again — by ``nnictl resume``, or a tuner proposing it twice —
+continues that run from its last finished epoch, or reports its finished result without training again.
+
 Outside NNI (no ``NNI_PLATFORM``) the same command runs with the defaults and prints the final metric.
 """
 
@@ -27,9 +33,20 @@ import json
 import logging
 import os
 import sys
+import time
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+from avnas_nni.supervisor import is_worker, supervise
+
+if __name__ == "__main__" and not is_worker():
+    # The supervisor: this command again as the worker. Before the imports below, so it holds no torch.
+    _output_dir = os.environ.get("NNI_OUTPUT_DIR")
+    sys.exit(supervise([sys.executable, "-m", "avnas_nni.trial", *sys.argv[1:]],
+                       run_link=Path(_output_dir) / "run" if _output_dir else None,
+                       trial_log=Path(_output_dir) / "trial.log" if _output_dir else None))
 
 import nni
 import nni.trial
@@ -39,13 +56,24 @@ from nni.runtime.trial_command_channel import get_default_trial_command_channel
 
 from avnas_nni.console import quiet_libraries
 from avnas_nni.errors import AVNASError, SettingsError
-from avnas_nni.pipeline import PROFILES, RunSettings, load_run_model, run_method, run_search, run_train
-from avnas_nni.runs import RunDir
+from avnas_nni.pipeline import (
+    PROFILES,
+    RunSettings,
+    check_settings,
+    load_run_model,
+    run_method,
+    run_search,
+    run_train,
+)
+from avnas_nni.runs import RunDir, RunInUseError, RunLock, run_key
 from avnas_nni.threads import apply_thread_policy, batch_work
 
-__all__ = ["TrialReporter", "settings_from_parameters", "compact_arch", "export_onnx", "main"]
+__all__ = ["TrialReporter", "settings_from_parameters", "compact_arch", "export_onnx", "trial_run_dir", "main"]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds a trial waits for its keyed run directory while another trial holds it.
+LOCK_WAIT_S = 120.0
 
 #: Parameter names the shipped configs may use for a RunSettings field.
 ALIASES = {"code_bits": "bits", "epochs": "search_epochs"}
@@ -137,6 +165,59 @@ def export_onnx(run: str | Path) -> Path:
     return path
 
 
+def _experiment_dir(output_dir: Path) -> Path | None:
+    """The experiment's directory above a trial's output directory (local training service:
+    ``EXPERIMENT/environments/ENV/trials/TRIAL``), or None where NNI lays it out otherwise."""
+    experiment = os.environ.get("NNI_EXP_ID")
+    return next((parent for parent in output_dir.parents if experiment and parent.name == experiment), None)
+
+
+def trial_run_dir(settings: RunSettings, output_dir: str | os.PathLike | None = None,
+                  wait_s: float = LOCK_WAIT_S) -> Path:
+    """Where a trial with ``settings`` runs: ``EXPERIMENT/avnas-runs/KEY`` (:func:`~avnas_nni.runs.run_key`),
+    linked as ``OUTPUT/run``, when the experiment directory is known; else ``OUTPUT/run``; ``runs/trial`` outside
+    NNI. A keyed directory that another live trial holds (a stopped experiment's worker still ending, or the same
+    configuration proposed twice at once) is waited for up to ``wait_s`` seconds, then left to it: this trial then
+    runs in ``OUTPUT/run``."""
+    output = output_dir or os.environ.get("NNI_OUTPUT_DIR")
+    if not output:
+        return Path("runs") / "trial"
+    own = Path(output) / "run"
+    experiment = _experiment_dir(Path(output).resolve())
+    if experiment is None or (own.exists() and not own.is_symlink()):  # a trial started before keyed directories
+        return own
+    keyed = experiment / "avnas-runs" / run_key(asdict(settings))
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            RunLock(keyed).acquire().release()
+            break
+        except RunInUseError as exc:
+            if time.monotonic() >= deadline:
+                logger.warning("%s; running this trial in %s instead", exc, own)
+                return own
+            time.sleep(1.0)
+    keyed.mkdir(parents=True, exist_ok=True)
+    own.parent.mkdir(parents=True, exist_ok=True)
+    if not own.is_symlink():
+        own.symlink_to(os.path.relpath(keyed, own.parent), target_is_directory=True)
+    return keyed
+
+
+def _run(command: str, settings: RunSettings, out: Path, on_epoch: Any) -> dict[str, Any]:
+    """The trial's run in ``out``: read back when finished, continued when it holds an unfinished run."""
+    run = RunDir(out)
+    if run.metrics_path.is_file():
+        check_settings(out, settings, "reusing a finished trial run")
+        logger.info("%s: finished by an earlier trial of this configuration; reporting its result", out)
+        return run.read_metrics()
+    resume = run.settings_path.is_file()
+    if resume:
+        logger.info("%s: continuing the unfinished run of an earlier trial of this configuration", out)
+    return {"search": run_search, "train": run_train, "method": run_method}[command](
+        settings, out, resume=resume, on_epoch=on_epoch)
+
+
 def _next_parameters() -> dict[str, Any]:
     """This trial's parameters from NNI (an empty dict outside NNI)."""
     return nni.get_next_parameter() or {}
@@ -174,9 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings, command = settings_from_parameters(parameters, _defaults(args))
         apply_thread_policy(args.threads, batch_work(settings.data, settings.batch_size, settings.n_neg))
-        output_dir = os.environ.get("NNI_OUTPUT_DIR")
-        out = args.out or (Path(output_dir) / "run" if output_dir else Path("runs") / "trial")
-        logger.info("trial %s: %s with %s", trial_env_vars.NNI_TRIAL_JOB_ID, command, parameters)
+        out = args.out or trial_run_dir(settings)
+        logger.info("trial %s: %s with %s in %s", trial_env_vars.NNI_TRIAL_JOB_ID, command, parameters, out)
 
         def report(row: dict[str, Any]) -> None:
             # search epochs of α strategies also carry the mean normalised cell entropy: the search converging
@@ -184,8 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             if row.get("val_mAP") is not None:
                 reporter.intermediate(row["val_mAP"], **extra)
 
-        run = {"search": run_search, "train": run_train, "method": run_method}[command]
-        metrics = run(settings, out, on_epoch=report)
+        metrics = _run(command, settings, out, report)
         onnx_path = None if args.no_onnx else export_onnx(out)
     except AVNASError as exc:  # bad parameters or data; anything else is a bug and keeps its traceback
         print(f"avnas trial: error: {exc}", file=sys.stderr)

@@ -1,8 +1,10 @@
-"""An NNI trial SIGKILLed mid-run, end to end through ``nnictl`` on loopback (docs/faults.md).
+"""Trial faults end to end through ``nnictl`` on loopback (docs/faults.md), with NNI 3.0's local training service.
 
-Measured with NNI 3.0's local training service: the killed trial is marked USER_CANCELED (not FAILED) and its
-trial.log ends at its last line, with no reason; the other trials run on; ``avnas compare`` lists it as unfinished;
-its run directory keeps the last finished epoch, from which ``--resume`` finishes it.
+* A trial whose worker is SIGKILLed mid-run (the OOM killer) is FAILED with the reason in its trial.log and
+  trial.stderr (:mod:`avnas_nni.supervisor`; unsupervised, NNI marked it USER_CANCELED with no reason); the other
+  trials run on; ``avnas compare`` lists it as unfinished; its run directory keeps the last finished epoch.
+* ``nnictl stop`` while a trial runs, then ``nnictl resume``: the unfinished configuration continues from its last
+  finished epoch in its keyed run directory, the grid's other points run, and nothing runs twice.
 """
 
 from __future__ import annotations
@@ -28,15 +30,45 @@ DEADLINE_S = 300
 
 
 def _running_trial_with_a_checkpoint(exp_dir: Path, deadline: float) -> tuple[str, int, Path]:
-    """(trial id, pid, run dir) of the first trial whose run holds a finished search epoch; the pid from RUN/.lock."""
+    """(trial id, worker pid, run dir) of the first trial whose run holds a finished search epoch; the pid from
+    RUN/.lock, the run directory as the trial links it (``TRIAL/run`` → ``EXPERIMENT/avnas-runs/KEY``)."""
     while time.monotonic() < deadline:
         for lock in exp_dir.glob("environments/*/trials/*/run/.lock"):
             if (lock.parent / "checkpoints" / "search" / "last.ckpt").is_file():
                 holder = lock.read_text().split()
                 if holder:
-                    return lock.parts[-3], int(holder[0]), lock.parent
+                    return lock.parts[-3], int(holder[0]), lock.parent.resolve()
         time.sleep(0.2)
     raise AssertionError(f"no trial of {exp_dir} finished a search epoch within {DEADLINE_S} s")
+
+
+def _create(root: Path, port: int, config: dict) -> str:
+    (root / "config.yml").write_text(json.dumps(config))  # JSON is YAML
+    created = subprocess.run([str(NNICTL), "create", "--config", str(root / "config.yml"), "--port", str(port)],
+                             capture_output=True, text=True, timeout=120, cwd=root)
+    match = re.search(r"Experiment ID: (?:\x1b\[[0-9;]*m)?(\w+)", created.stdout + created.stderr)
+    assert created.returncode == 0 and match, created.stdout + created.stderr
+    return match.group(1)
+
+
+def _config(root: Path, tiny_data: str, **extra) -> dict:
+    trial = (f"{sys.executable} -m avnas_nni.trial --data {tiny_data} --no-onnx --threads 1 --set search_epochs=3 "
+             "--set finetune_epochs=2 --set batch_size=16 --set bits=8")
+    return {"experimentName": "avnas-test-faults", "searchSpace": {"seed": {"_type": "choice", "_value": [1, 2]}},
+            "trialCommand": trial, "trialCodeDirectory": str(REPO), "trialConcurrency": 1,
+            "tuner": {"name": "GridSearch"}, "experimentWorkingDirectory": str(root),
+            "trainingService": {"platform": "local", "useActiveGpu": False}, **extra}
+
+
+def _wait_for_end(port: int, deadline: float, ends: tuple[str, ...]) -> str | None:
+    status = None
+    while time.monotonic() < deadline:
+        status = get(port, "check-status")["status"]
+        running = [job for job in get(port, "trial-jobs") if job["status"] in ("WAITING", "RUNNING")]
+        if status in ("ERROR", "STOPPED") or (status in ends and not running):
+            break
+        time.sleep(2)
+    return status
 
 
 def test_a_killed_trial_does_not_stop_the_others_and_keeps_its_epochs(tiny_data, tmp_path, capsys):
@@ -44,31 +76,18 @@ def test_a_killed_trial_does_not_stop_the_others_and_keeps_its_epochs(tiny_data,
         pytest.fail(f"nnictl not found next to {sys.executable}: install the package with its dependencies")
     port, root = free_port(), tmp_path / "nni"
     root.mkdir()
-    trial = (f"{sys.executable} -m avnas_nni.trial --data {tiny_data} --no-onnx --threads 1 --set search_epochs=3 "
-             "--set finetune_epochs=2 --set batch_size=16 --set bits=8")
-    config = {"experimentName": "avnas-test-kill", "searchSpace": {"seed": {"_type": "choice", "_value": [1, 2]}},
-              "trialCommand": trial, "trialCodeDirectory": str(REPO), "trialConcurrency": 1, "maxTrialNumber": 2,
-              "tuner": {"name": "GridSearch"}, "experimentWorkingDirectory": str(root),
-              "trainingService": {"platform": "local", "useActiveGpu": False}}
-    (root / "config.yml").write_text(json.dumps(config))
-    created = subprocess.run([str(NNICTL), "create", "--config", str(root / "config.yml"), "--port", str(port)],
-                             capture_output=True, text=True, timeout=120, cwd=root)
-    match = re.search(r"Experiment ID: (?:\x1b\[[0-9;]*m)?(\w+)", created.stdout + created.stderr)
-    assert created.returncode == 0 and match, created.stdout + created.stderr
-    exp_id = match.group(1)
+    exp_id = _create(root, port, _config(root, tiny_data, maxTrialNumber=2))
     try:
         deadline = time.monotonic() + DEADLINE_S
         killed, pid, run_dir = _running_trial_with_a_checkpoint(root / exp_id, deadline)
-        os.kill(pid, signal.SIGKILL)
-        status = None
-        while time.monotonic() < deadline:
-            status = get(port, "check-status")["status"]
-            if status in ("DONE", "ERROR", "STOPPED"):
-                break
-            time.sleep(2)
+        os.kill(pid, signal.SIGKILL)  # the worker, as the OOM killer would
+        status = _wait_for_end(port, deadline, ("DONE",))
         assert status == "DONE", f"experiment {exp_id} ended as {status!r}"
         jobs = {job["trialJobId"]: job for job in get(port, "trial-jobs")}
-        assert jobs[killed]["status"] == "USER_CANCELED"  # NNI 3.0's word for a trial that died of a signal
+        assert jobs[killed]["status"] == "FAILED"
+        reason = f"avnas trial: the worker (pid {pid}) was killed by SIGKILL from outside the trial"
+        trial_dir = root / exp_id / "environments" / "local-env" / "trials" / killed
+        assert reason in (trial_dir / "trial.log").read_text() and reason in (trial_dir / "trial.stderr").read_text()
         others = [job for trial_id, job in jobs.items() if trial_id != killed]
         assert [job["status"] for job in others] == ["SUCCEEDED"] and others[0]["finalMetricData"]
         assert avnas(["compare", exp_id, "--root", str(root), "--out", str(tmp_path / "compare")]) == 0
@@ -79,3 +98,41 @@ def test_a_killed_trial_does_not_stop_the_others_and_keeps_its_epochs(tiny_data,
     settings = RunSettings.from_dict(json.loads((run_dir / "settings.json").read_text()))
     metrics = run_search(settings, run_dir, resume=True)
     assert 0 <= metrics["test_mAP@100"] <= 1 and (run_dir / "metrics.json").is_file()
+
+
+def test_nnictl_resume_continues_the_unfinished_trials(tiny_data, tmp_path):
+    if not NNICTL.is_file():
+        pytest.fail(f"nnictl not found next to {sys.executable}: install the package with its dependencies")
+    port, root = free_port(), tmp_path / "nni"
+    root.mkdir()
+    # No maxTrialNumber: the grid bounds the experiment (as in the shipped compare configs); a configuration that
+    # GridSearch issues again after the resume reads its finished run back instead of taking a grid point's place.
+    exp_id = _create(root, port, _config(root, tiny_data))
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        stopped, _, run_dir = _running_trial_with_a_checkpoint(root / exp_id, deadline)
+        subprocess.run([str(NNICTL), "stop", exp_id], capture_output=True, text=True, timeout=120, check=True)
+        assert not (run_dir / "metrics.json").is_file(), "the trial finished before the stop: nothing was tested"
+        resumed = subprocess.run([str(NNICTL), "resume", exp_id, "--port", str(port)], capture_output=True,
+                                 text=True, timeout=120, cwd=root)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        status = _wait_for_end(port, deadline, ("DONE", "NO_MORE_TRIAL", "TUNER_NO_MORE_TRIAL"))
+        assert status in ("DONE", "NO_MORE_TRIAL", "TUNER_NO_MORE_TRIAL"), f"{exp_id} ended as {status!r}"
+        jobs = get(port, "trial-jobs")
+    finally:
+        subprocess.run([str(NNICTL), "stop", exp_id], capture_output=True, text=True, timeout=120)
+    finals: dict[int, set[float]] = {}
+    for job in jobs:
+        if job["status"] != "SUCCEEDED":  # only the stopped trial may have ended otherwise (as NNI stored it)
+            assert job["trialJobId"] == stopped, job
+            continue
+        seed = json.loads(job["hyperParameters"][0])["parameters"]["seed"]
+        finals.setdefault(seed, set()).add(json.loads(json.loads(job["finalMetricData"][0]["data"]))["default"])
+    # every grid point finished; one issued twice (the recovered trial and GridSearch's new one) reports one result
+    assert sorted(finals) == [1, 2] and all(len(values) == 1 for values in finals.values()), finals
+    # The stopped configuration continued where it stopped: each of its epochs was trained once.
+    history = (run_dir / "history.csv").read_text().splitlines()[1:]
+    stages = [(line.split(",")[0], int(line.split(",")[1])) for line in history]
+    assert stages == [("search", 0), ("search", 1), ("search", 2), ("finetune", 0), ("finetune", 1)], stages
+    logs = "".join(path.read_text() for path in (root / exp_id).glob("environments/*/trials/*/trial.log"))
+    assert f"{run_dir}: continuing the unfinished run of an earlier trial of this configuration" in logs
