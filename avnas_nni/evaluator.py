@@ -186,7 +186,8 @@ class HashingModule(LightningModule):
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at epoch {self.current_epoch}, "
                                      f"batch {batch_idx}; lower the learning rate or check the features")
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        # batch_size: the triplets (Lightning cannot tell it from the (split ids, positions) pair and warns)
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch[1]))
         return loss
 
     def validation_step(self, batch, batch_idx):

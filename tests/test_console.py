@@ -33,3 +33,18 @@ def test_search_is_quiet_without_v_and_shows_the_noise_with_it(tiny_data, tmp_pa
     assert "epoch=2/2" in bars and "loss=" in bars and "val_mAP=" in bars and "<" in bars
     loud = _search(tiny_data, tmp_path / "loud", "-v")
     assert "GPU available" in loud.stderr
+
+
+def test_training_logs_its_batch_size_so_lightning_need_not_guess(tiny_data, tmp_path):
+    """Lightning warns "Trying to infer the `batch_size`" when a logged loss does not say it: NNI's one-shot
+    strategies log ours through their own module (the benchmark's worker processes showed it on every search)."""
+    import warnings
+
+    from avnas_nni.pipeline import RunSettings, run_search
+
+    settings = RunSettings.resolve("quick", data=tiny_data, strategy="darts", bits=8, search_epochs=1,
+                                   finetune_epochs=1, batch_size=16)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_search(settings, tmp_path / "run")
+    assert not [w for w in caught if "infer the `batch_size`" in str(w.message)]
