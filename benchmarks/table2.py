@@ -7,6 +7,7 @@ last epoch) and ``--rows`` reruns a subset::
 
     python -m benchmarks.table2 --profile bench-quick --out benchmarks/results/table2
     avnas bench table2 --rows "AV-NAS (Arch-1),DARTS" --bits 64 --seeds 3
+    avnas bench table2 --bits 32,64 --seeds 32:3,64:1     # 3 seeds at 32 bits, 1 at 64
 
 Writes ``table2.csv`` (one line per run), ``table2.md`` (both tables with the paper's numbers beside
 ours, the claims checked, the paired test, machine and command) and the figures of
@@ -186,16 +187,19 @@ def _init_worker(threads: int) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
 
-def run_table(rows: list[Row], bits: list[int], seeds: list[int], base: dict[str, Any], work: Path,
-              progress: bool = False, jobs: int = 1, threads: int | None = None) -> pd.DataFrame:
+def run_table(rows: list[Row], bits: list[int], seeds: list[int] | dict[int, list[int]], base: dict[str, Any],
+              work: Path, progress: bool = False, jobs: int = 1, threads: int | None = None) -> pd.DataFrame:
     """Every (row, bits, seed) run, with a progress bar over runs; records in (bits, row, seed) order.
+
+    ``seeds``: the seeds of every code length, or per code length (e.g. 3 seeds at 32 bits, 1 at 64).
 
     ``jobs > 1`` runs that many at a time in worker processes with ``threads`` torch threads each (small
     networks use a second thread poorly, so on a CPU parallel runs finish the table sooner). A row that shares
     another selected row's search (:attr:`Row.share_search_with`) starts once that run has finished. A failed
     run stops the table; finished runs stay cached in ``work``.
     """
-    ordered = [(row, b, s) for b in bits for row in rows for s in seeds]
+    per_bits = seeds if isinstance(seeds, dict) else dict.fromkeys(bits, seeds)
+    ordered = [(row, b, s) for b in bits for row in rows for s in per_bits[b]]
     names = {row.name for row in rows}
     missing = sorted({row.derive_from for row in rows if row.derive_from and row.derive_from not in names})
     if missing:
@@ -349,17 +353,13 @@ def claims(results: pd.DataFrame, bits: list[int], min_seeds: int = 3) -> list[s
     favour for every row it is compared with; with fewer than ``min_seeds`` seeds no claim is checked.
     """
     avnas = "AV-NAS (Arch-1)"
-    seeds = results.loc[(results["row"] == avnas) & (results["dataset"] == "A"), "seed"].nunique()
-    if seeds == 0:
-        return []
-    if seeds < min_seeds:
-        lines = [f"- {seeds} seed(s): no claim checked (claims need ≥ {min_seeds} seeds; pass --seeds {min_seeds})."]
-    else:
-        lines = []
+    seeds = {b: _home_runs(results, avnas, b)["seed"].nunique() for b in bits}
+    lines = [f"- {b} bits, {n} seed(s): no claim checked (claims need ≥ {min_seeds} seeds; pass --seeds {min_seeds})."
+             for b, n in seeds.items() if 0 < n < min_seeds]
     names = list(dict.fromkeys(results["row"]))
     groups = {group: [n for n in names if ROWS[n].group == group] for group in ("nas", "expert-hashing", "expert")}
     randoms = [n for n in names if ROWS[n].group == "random"]
-    for b in bits if seeds >= min_seeds else []:
+    for b in [b for b in bits if seeds[b] >= min_seeds]:
         ours = _per_seed(results, avnas, b)
         for group, what in (("nas", "every NAS baseline"), ("expert-hashing", "every expert video-hashing method"),
                             ("expert", "every expert network (Table 3)")):
@@ -424,11 +424,12 @@ def write_report(results: pd.DataFrame, out: Path, bits: list[int], command: str
     """Write ``table2.csv`` and ``table2.md`` under ``out``; return the Markdown."""
     out.mkdir(parents=True, exist_ok=True)
     results.drop(columns=["run"]).to_csv(out / "table2.csv", index=False, float_format="%.4f")
-    seeds = sorted(results["seed"].unique())
+    seeds = "; ".join(f"{', '.join(map(str, sorted(group['seed'].unique())))} at {b} bits"
+                      for b, group in results.groupby("bits"))
     parts = [
         "# AV-NAS Table 2 and Table 3, reproduced", "",
         f"Command: `{command}`  ", f"Commit: {commit()}  ", f"Machine: {machine()}  ",
-        f"Seeds: {', '.join(map(str, seeds))} (cells are mean ± 95 % CI half-width over seeds when there are "
+        f"Seeds: {seeds} (cells are mean ± 95 % CI half-width over seeds when there are "
         "several)  ",
         "mAP@100 on the test queries against the retrieval set; times at the larger code length, of the row's "
         "own run. Dataset A plays ActivityNet's part, B FCVID's: Arch-1 is searched on A, Arch-2 on B, and each "
@@ -462,7 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="bench-quick", choices=sorted(BENCH_PROFILES))
     parser.add_argument("--rows", help=f"comma-separated rows (default: all): {', '.join(ROWS)}")
     parser.add_argument("--bits", default="32,64", help="code lengths (default 32,64)")
-    parser.add_argument("--seeds", type=int, default=1, help="seeds per cell: seed, seed+1, … (default 1)")
+    parser.add_argument("--seeds", default="1", help="seeds per cell: seed, seed+1, …; a number, or per code length "
+                                                     "as BITS:N,… (e.g. 32:3,64:1); default 1")
     parser.add_argument("--seed", type=int, default=3346)
     parser.add_argument("--epochs", type=int, help="supernet epochs (default: the profile's)")
     parser.add_argument("--finetune-epochs", type=int, help="fine-tune / training epochs (default: the profile's)")
@@ -483,8 +485,13 @@ def main(argv: list[str] | None = None) -> int:
         rows = select_rows(args.rows)
     except ValueError as exc:
         parser.error(str(exc))
-    if args.seeds < 1:
-        parser.error(f"--seeds: expected a positive integer, got {args.seeds}")
+    try:
+        counts = ({int(b): int(n) for b, n in (item.split(":") for item in args.seeds.split(","))}
+                  if ":" in args.seeds else dict.fromkeys(bits, int(args.seeds)))
+    except ValueError:
+        counts = {}
+    if sorted(counts) != bits or min(counts.values()) < 1:
+        parser.error(f"--seeds: expected a positive integer or BITS:N for each of --bits {bits}, got {args.seeds!r}")
     missing = sorted({row.derive_from for row in rows} - {row.name for row in rows} - {None})
     if missing:
         parser.error(f"--rows: derived rows need their source row(s) {missing} selected too")
@@ -510,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
             _settings(row, bits[0], args.seed, base)
         data_name = "embedded" if args.data == "embedded" else Path(args.data).stem
         work = args.work or Path("runs") / "table2" / f"{data_name}-{args.profile}"
-        seeds = [args.seed + i for i in range(args.seeds)]
+        seeds = {b: [args.seed + i for i in range(n)] for b, n in counts.items()}
         for name in {args.data, data_b} & set(EMBEDDED_SETS):
             embedded_config(name)  # generate the cached sets once, before parallel runs would all race to
         started = time.perf_counter()

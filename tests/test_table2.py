@@ -167,7 +167,8 @@ def test_claims_hold_only_when_the_paired_ci_excludes_zero():
 
 def test_a_single_seed_checks_no_claim():
     lines = table2.claims(_results({"AV-NAS (Arch-1)": [0.9], "DARTS": [0.1]}), [64])
-    assert lines[0].startswith("- 1 seed(s): no claim checked") and not any("**holds**" in line for line in lines)
+    assert lines[0].startswith("- 64 bits, 1 seed(s): no claim checked") and not any("**holds**" in line
+                                                                                  for line in lines)
 
 
 def test_ci95_is_the_t_interval():
@@ -180,6 +181,10 @@ def test_bad_rows_and_registry_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:  # a usage error, as for every avnas command
         table2.main(["--rows", "Nope", "--out", str(tmp_path)])
     assert info.value.code == 2 and "--rows: unknown row(s) ['Nope']" in capsys.readouterr().err
+    for seeds in ("32:3", "32:3,64:0", "many", "32:3:1,64:1"):  # every code length needs a positive count
+        with pytest.raises(SystemExit) as info:
+            table2.main(["--bits", "32,64", "--seeds", seeds, "--out", str(tmp_path)])
+        assert info.value.code == 2 and "--seeds: expected a positive integer or BITS:N" in capsys.readouterr().err
     assert [row.name for row in select_rows("Mamba,DARTS")] == ["DARTS", "Mamba"]  # registry order
     with pytest.raises(ValueError, match="already registered"):
         register_row(Row("DARTS", "2", "search"))
