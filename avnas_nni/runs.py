@@ -40,7 +40,8 @@ from typing import Any
 
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
 
 from avnas_nni.errors import AVNASError
 
@@ -74,12 +75,13 @@ def _write_fd(fd: int, data: bytes) -> None:
     os.fsync(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes, keep_previous: Path | None = None) -> None:
+def atomic_write_bytes(path: Path, data: bytes, keep_previous: Path | None = None, what: str = "file") -> None:
     """Write ``data`` to ``path`` through a temporary file in the same directory, fsync and a rename.
 
     ``path`` is at every moment either its old complete content or the new one. With ``keep_previous``, the old
     content (if any) is first linked to that name, so the file before the new one survives it. An ``OSError``
-    (e.g. ``ENOSPC``) leaves ``path`` as it was and becomes a one-line :class:`RunError` naming it.
+    (e.g. ``ENOSPC``) leaves ``path`` as it was and becomes a one-line :class:`RunError` naming it (and ``what``
+    it holds).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -96,7 +98,7 @@ def atomic_write_bytes(path: Path, data: bytes, keep_previous: Path | None = Non
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise write_error(path, exc) from None
+        raise write_error(path, exc, what) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -393,21 +395,10 @@ def run_key(settings: dict[str, Any]) -> str:
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> Path:
-    """Save a state dict as safetensors, atomically."""
+    """Save a state dict as safetensors, atomically (:func:`atomic_write_bytes`)."""
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".safetensors", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp)
-        os.replace(tmp, path)
-    except OSError as exc:  # disk full …: one line naming the file; an older one stays as it was
-        Path(tmp).unlink(missing_ok=True)
-        raise write_error(path, exc, "weights") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, save_safetensors(state), what="weights")
     return path
 
 

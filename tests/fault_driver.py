@@ -3,7 +3,7 @@
 ``python tests/fault_driver.py FAULT ARG -- AVNAS-ARGS…`` (``-- trial TRIAL-ARGS…``: ``python -m avnas_nni.trial``)
 where FAULT is
 
-* ``kill-write N``: the N-th durable file write (settings, checkpoints, arch, history, metrics: every write of
+* ``kill-write N``: the N-th durable file write (settings, checkpoints, weights, arch, history, metrics: every write of
   :func:`avnas_nni.runs.atomic_write_bytes`) writes half its bytes, then the process SIGKILLs itself;
 * ``full-write N``: the N-th durable write writes half its bytes, then fails with ``ENOSPC`` (disk full);
 * ``term-epoch STAGE:EPOCH``: the process sends itself SIGTERM at the end of that epoch, as ``nnictl stop`` or a

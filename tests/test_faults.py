@@ -245,11 +245,11 @@ def test_disk_full_while_writing_weights(tmp_path, monkeypatch):
     runs.save_weights(net, out)
     before = out.read_bytes()
 
-    def full(state, filename, *args, **kwargs):
-        Path(filename).write_bytes(b"half")
+    def full(fd, data):
+        os.write(fd, data[: len(data) // 2])
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(runs, "save_file", full)
+    monkeypatch.setattr(runs, "_write_fd", full)
     with pytest.raises(RunError, match=rf"^{out}: cannot write weights \(No space left on device\); free some"):
         runs.save_weights(torch.nn.Linear(3, 2), out)
     assert out.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
@@ -258,10 +258,11 @@ def test_disk_full_while_writing_weights(tmp_path, monkeypatch):
 # --- SIGKILL and SIGTERM (subprocesses) -----------------------------------------------------------------------------
 
 #: Durable writes of the tiny search, in order: settings.json, search last.ckpt of epochs 0 and 1,
-#: alpha_history.csv and .png, arch.json, fine-tune best.ckpt and last.ckpt of epochs 0 and 1 (val mAP improves in
-#: both), history.csv, metrics.json. The kills land inside checkpoint writes of both stages and inside the arch.json
-#: write.
-@pytest.mark.parametrize("write, name", [(3, ".last.ckpt."), (6, ".arch.json."), (10, ".last.ckpt.")])
+#: alpha_history.csv and .png, pruned_init.safetensors, arch.json, fine-tune best.ckpt and last.ckpt of epochs 0 and 1
+#: (val mAP improves in both), model.safetensors, history.csv, metrics.json. The kills land inside checkpoint writes
+#: of both stages and inside the writes of the pruned weights, arch.json and the final weights.
+@pytest.mark.parametrize("write, name", [(3, ".last.ckpt."), (6, ".pruned_init.safetensors."), (7, ".arch.json."),
+                                         (11, ".last.ckpt."), (12, ".model.safetensors.")])
 def test_sigkill_inside_a_write_then_resume_gives_the_uninterrupted_result(reference, tiny_data, tmp_path, caplog,
                                                                           write, name):
     out = tmp_path / "run"
