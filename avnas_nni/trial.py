@@ -127,17 +127,13 @@ def settings_from_parameters(parameters: dict[str, Any], defaults: dict[str, Any
     """
     merged = {ALIASES.get(k, k): v for k, v in {**defaults, **(parameters or {})}.items()}
     profile = merged.pop("profile", "quick")
-    if profile not in PROFILES:
-        raise SettingsError(f"trial parameter 'profile': expected one of {sorted(PROFILES)}, got {profile!r}")
-    known = set(RunSettings.__dataclass_fields__)
-    unknown = sorted(set(merged) - known)
-    if unknown:
-        raise SettingsError(f"trial parameters: unknown name(s) {unknown}; expected RunSettings fields "
-                         f"{sorted(known)} or 'profile'")
     command = "method" if merged.get("method") else "train" if merged.get("arch") else "search"
     if command != "search":
         merged["strategy"] = "fixed"
-    return RunSettings.resolve(profile, **merged), command
+    try:
+        return RunSettings.resolve(profile, **merged), command
+    except SettingsError as exc:  # RunSettings.resolve's check, said of the trial's parameters
+        raise SettingsError(f"trial parameters: {exc}") from None
 
 
 def compact_arch(arch: dict[str, Any]) -> str:
