@@ -531,6 +531,9 @@ def run_search(settings: RunSettings, out: str | Path, *, resume: bool = False, 
     """
     run = RunDir(out)
     _prepare(run, settings, resume)
+    # Before the space is built: its modules' initial weights are those of a sample trained from scratch (random
+    # search). Torch seeds its generator randomly at start-up, so unseeded they would differ per process.
+    pl.seed_everything(settings.seed, verbose=False)
     if run.arch_path.is_file() and resume and run.pruned_init_path().is_file():
         record = run.read_arch()
         space = build_space(settings)
@@ -607,9 +610,9 @@ def run_train(settings: RunSettings, out: str | Path, *, resume: bool = False, p
     run = RunDir(out)
     _prepare(run, settings, resume)
     space_overrides, sample = resolve_arch(settings.arch, settings)
+    pl.seed_everything(settings.seed, verbose=False)  # before the space: the pruned net keeps its initial weights
     space = build_space(settings, **space_overrides)
     check_sample(space, sample, str(settings.arch))
-    pl.seed_everything(settings.seed, verbose=False)
     model = prune(space, sample)
     run.write_arch(_arch_record(settings, _space_kwargs(space), sample, None))
     model, rows, seconds = _finetune(model, settings, run, resume, progress, on_epoch)
