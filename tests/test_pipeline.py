@@ -99,6 +99,25 @@ def test_same_seed_same_architecture_other_seed_differs(avnas_run, tiny_data, tm
     assert json.loads((tmp_path / "other" / "arch.json").read_text())["probs"] != first["probs"]
 
 
+@pytest.mark.parametrize("kind", ["train", "random"])
+def test_the_seed_fixes_a_from_scratch_run_whatever_the_global_generator(tiny_data, tmp_path, kind):
+    """Torch seeds its generator randomly at start-up: a net trained from scratch must not keep weights drawn before
+    the run's seed was set (a fixed architecture, random search's sample)."""
+    if kind == "train":
+        settings = _settings(tiny_data, strategy="fixed", arch="transformer", search_epochs=0, finetune_epochs=1)
+    else:
+        settings = _settings(tiny_data, strategy="random", finetune_epochs=1)
+    run = run_train if kind == "train" else run_search
+    results = []
+    for state in (1, 2):
+        torch.manual_seed(state)  # what other work in the process (or its start-up) left behind
+        results.append((run(settings, tmp_path / str(state))["test_mAP@100"],
+                        load_file(str(tmp_path / str(state) / "model.safetensors"))))
+    (map_1, weights_1), (map_2, weights_2) = results
+    assert map_1 == map_2 and weights_1.keys() == weights_2.keys()
+    assert all(torch.equal(weights_1[k], weights_2[k]) for k in weights_1)
+
+
 @pytest.mark.parametrize("stage, epoch", [("search", 1), ("finetune", 1)])
 def test_resume_after_interrupt_equals_uninterrupted(avnas_run, tiny_data, tmp_path, monkeypatch, stage, epoch):
     out, metrics = avnas_run
