@@ -44,7 +44,8 @@ class Row:
     settings : dict
         :class:`~avnas_nni.pipeline.RunSettings` fields this row sets.
     seed_offset : int
-        Added to the run's seed (Random 1–5 are five samples: offsets 1…5).
+        Added to the run's seed. Random 1–5 are five samples: offsets 1000…5000, so that the samples of seeds less
+        than 1000 apart never coincide (offsets 1…5 made Random 2 at seed s the very run of Random 1 at s + 1).
     paper : dict
         Code length → (ActivityNet, FCVID) mAP@100 the paper reports; None where it gives none per row.
     group : str
@@ -191,7 +192,7 @@ for _row in (
         paper={32: (0.8571, 0.8470), 64: (0.8690, 0.8638)}),
     Row("ENAS", "2", "search", {"strategy": "enas"}, paper={32: (0.8545, 0.9094), 64: (0.8696, 0.9193)}),
     # Random 1–5: five architecture samples trained from scratch (SPEC §6, per row).
-    *(Row(f"Random {i}", "2", "search", {"strategy": "random"}, seed_offset=i, group="random", paper=paper)
+    *(Row(f"Random {i}", "2", "search", {"strategy": "random"}, seed_offset=1000 * i, group="random", paper=paper)
       for i, paper in enumerate((
           {32: (0.8411, 0.9143), 64: (0.8562, 0.9201)}, {32: (0.8649, 0.9204), 64: (0.8880, 0.9264)},
           {32: (0.7447, 0.8908), 64: (0.8071, 0.8984)}, {32: (0.8420, 0.9106), 64: (0.8554, 0.9181)},

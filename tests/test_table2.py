@@ -171,6 +171,11 @@ def test_a_single_seed_checks_no_claim():
                                                                                   for line in lines)
 
 
+def test_random_rows_are_distinct_samples_over_neighbouring_seeds():
+    randoms = [row for row in ROWS.values() if row.group == "random"]
+    assert len({seed + row.seed_offset for row in randoms for seed in range(3346, 3356)}) == 10 * len(randoms)
+
+
 def test_ci95_is_the_t_interval():
     mean, half = mean_ci95([1.0, 2.0, 3.0])
     assert mean == 2.0 and half == pytest.approx(4.302653 * 1.0 / 3 ** 0.5, rel=1e-5)
