@@ -420,15 +420,17 @@ def paired_tests(results: pd.DataFrame, bits: list[int]) -> list[str]:
     return lines
 
 
-def write_report(results: pd.DataFrame, out: Path, bits: list[int], command: str, notes: str = "") -> str:
-    """Write ``table2.csv`` and ``table2.md`` under ``out``; return the Markdown."""
+def write_report(results: pd.DataFrame, out: Path, bits: list[int], command: str, notes: str = "",
+                 commit_id: str | None = None) -> str:
+    """Write ``table2.csv`` and ``table2.md`` under ``out``; return the Markdown. ``commit_id``: the commit the
+    runs started at (default: now, which an earlier report in ``out`` makes look dirty)."""
     out.mkdir(parents=True, exist_ok=True)
     results.drop(columns=["run"]).to_csv(out / "table2.csv", index=False, float_format="%.4f")
     seeds = "; ".join(f"{', '.join(map(str, sorted(group['seed'].unique())))} at {b} bits"
                       for b, group in results.groupby("bits"))
     parts = [
         "# AV-NAS Table 2 and Table 3, reproduced", "",
-        f"Command: `{command}`  ", f"Commit: {commit()}  ", f"Machine: {machine()}  ",
+        f"Command: `{command}`  ", f"Commit: {commit_id or commit()}  ", f"Machine: {machine()}  ",
         f"Seeds: {seeds} (cells are mean ± 95 % CI half-width over seeds when there are "
         "several)  ",
         "mAP@100 on the test queries against the retrieval set; times at the larger code length, of the row's "
@@ -520,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         seeds = {b: [args.seed + i for i in range(n)] for b, n in counts.items()}
         for name in {args.data, data_b} & set(EMBEDDED_SETS):
             embedded_config(name)  # generate the cached sets once, before parallel runs would all race to
-        started = time.perf_counter()
+        started, started_at = time.perf_counter(), commit()
         results = run_table(rows, bits, seeds, base, work, jobs=jobs, threads=threads)
         minutes = (time.perf_counter() - started) / 60
         computed = int((~results.pop("cached")).sum())
@@ -533,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
         own = [f"{row.name} {row.quick}" for row in rows if row.quick and args.profile == "bench-quick"]
         if own:
             notes += " Rows with quick-profile settings of their own: " + "; ".join(own) + "."
-        print(write_report(results, args.out, bits, command.strip(), notes))
+        print(write_report(results, args.out, bits, command.strip(), notes, commit_id=started_at))
         if not args.no_figures:
             from benchmarks.figures import write_figures
             for path in write_figures(results[results["dataset"] == "A"], args.out, bits):
