@@ -58,7 +58,8 @@ __all__ = ["BENCH_PROFILES", "main", "run_row", "run_table", "query_ap", "write_
 logger = logging.getLogger(__name__)
 
 #: Benchmark profiles (named entries of :data:`avnas_nni.pipeline.PROFILES`). ``bench-quick``: the embedded data on
-#: 2 CPU cores, 2 supernet + 3 fine-tune epochs per row (the 25-row table took 35.9 min at 9c15516). ``paper``:
+#: 2 CPU cores, 2 supernet + 3 fine-tune epochs per row (the 28 rows took ≈ 75 min at 32 bits × 3 seeds and ≈ 25 min
+#: at 64 bits × 1 seed, two runs at a time: docs/results.md). ``paper``:
 #: SPEC §4 (300 + 300 epochs, batch 128).
 BENCH_PROFILES: dict[str, dict[str, Any]] = {name: dict(PROFILES[name]) for name in ("bench-quick", "paper")}
 
