@@ -295,6 +295,28 @@ def _float(value) -> float | None:
     return None if value is None else float(value)
 
 
+class _RunCheckpoint(ModelCheckpoint):
+    """A checkpoint callback of a run directory: its state's paths are taken relative to the directory, so a run
+    directory moved or copied elsewhere resumes with its best score (Lightning drops the score when the checkpoint
+    directory changed, and the next epoch then overwrites ``best.ckpt`` whether or not it is better)."""
+
+    @property
+    def state_key(self) -> str:  # ModelCheckpoint's own key: checkpoints of either class resume with the other
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved = state_dict.get("dirpath")
+        if saved is not None and self.dirpath is not None and saved != self.dirpath:
+            def moved(path: Any) -> Any:
+                if isinstance(path, str) and path.startswith(str(saved)):
+                    return str(self.dirpath) + path[len(str(saved)):]
+                return path
+
+            state_dict = {**{k: moved(v) for k, v in state_dict.items()}, "dirpath": self.dirpath,
+                          "best_k_models": {moved(k): v for k, v in (state_dict.get("best_k_models") or {}).items()}}
+        super().load_state_dict(state_dict)
+
+
 def _trainer_kwargs(settings: RunSettings, run: RunDir, stage: str, progress: bool, monitor_best: bool,
                     on_epoch: EpochHook | None = None, probs_fn: Callable[[], Any] | None = None):
     # Two checkpoint callbacks: Lightning 2.6 rewrites a monitoring callback's last.ckpt only in epochs where the
@@ -304,10 +326,10 @@ def _trainer_kwargs(settings: RunSettings, run: RunDir, stage: str, progress: bo
     if progress:
         callbacks.append(_StageProgress(stage))
     if monitor_best:
-        callbacks.append(ModelCheckpoint(dirpath=run.checkpoints(stage), filename="best", monitor="val_mAP",
+        callbacks.append(_RunCheckpoint(dirpath=run.checkpoints(stage), filename="best", monitor="val_mAP",
                                          mode="max", save_top_k=1, enable_version_counter=False,
                                          save_on_train_epoch_end=True))
-    callbacks.append(ModelCheckpoint(dirpath=run.checkpoints(stage), filename="last", monitor=None, save_top_k=1,
+    callbacks.append(_RunCheckpoint(dirpath=run.checkpoints(stage), filename="last", monitor=None, save_top_k=1,
                                      enable_version_counter=False, save_on_train_epoch_end=True))
     # settings.extra["trainer"]: more Trainer settings (e.g. limit_train_batches for a fixed-steps benchmark)
     return dict(accelerator=settings.accelerator, enable_progress_bar=False, callbacks=callbacks,

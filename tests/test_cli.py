@@ -38,7 +38,7 @@ def test_bench_help_exits_0_like_every_subcommand(capsys):
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["table2", "--no-such-option"], "unrecognized arguments: --no-such-option"),
-    (["table2", "--seeds", "0"], "--seeds: expected a positive integer, got 0"),
+    (["table2", "--seeds", "0"], "--seeds: expected a positive integer or BITS:N for each of --bits [32, 64], got '0'"),
     (["table2", "--bits", "32,x"], "--bits: expected comma-separated integers"),
     (["table2", "--rows", "Nope"], "--rows: unknown row(s) ['Nope']"),
     (["scan_speed", "--batch", "0"], "--batch must be >= 1, got 0"),

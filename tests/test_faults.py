@@ -229,8 +229,8 @@ def test_disk_full_while_writing_a_checkpoint(trained, tiny_data, tmp_path, monk
     # the finished epochs' INFO lines may come first (the console log); the error itself is one line, the last
     errors = [line for line in err.strip().splitlines() if line.startswith("avnas:")]
     assert code == 2 and len(errors) == 1 and err.strip().splitlines()[-1] == errors[0], err
-    # best.ckpt is written first in an epoch (it must hold the epoch's score before last.ckpt stores it).
-    assert f"{folder / 'best.ckpt'}: cannot write file (No space left on device); free some space and rerun with " \
+    # val mAP falls in epoch 1 of this run (seed 4), so best.ckpt is not rewritten and last.ckpt is the write that fails
+    assert f"{folder / 'last.ckpt'}: cannot write file (No space left on device); free some space and rerun with " \
            "--resume" in err
     assert _epoch(folder / "last.ckpt") == 0
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temporary file left behind
