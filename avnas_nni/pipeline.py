@@ -56,9 +56,9 @@ from strategies import (
     summarise_search,
 )
 
-__all__ = ["PROFILES", "EVOLUTIONS", "ALPHA_POLICIES", "RunSettings", "check_settings", "shares_search", "run_search",
-           "run_train", "run_method", "evaluate_run", "build_space", "load_run_model", "alpha_kwargs",
-           "validate_inputs"]
+__all__ = ["PROFILES", "EVOLUTIONS", "ALPHA_POLICIES", "RunSettings", "check_settings", "reusable_run",
+           "shares_search", "run_search", "run_train", "run_method", "evaluate_run", "build_space", "load_run_model",
+           "alpha_kwargs", "validate_inputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -700,6 +700,17 @@ def check_settings(path: str | Path, settings: RunSettings, action: str) -> None
                 and not (isinstance(v, tuple) and list(v) == saved.get(k))}
         if diff:
             raise RunError(f"{run.settings_path}: {action} with other settings than the run's: {diff}")
+
+
+def reusable_run(path: str | Path, settings: RunSettings, action: str) -> tuple[dict[str, Any] | None, bool]:
+    """``(metrics, resume)`` of a run directory a caller may reuse: a finished run made with ``settings`` gives its
+    metrics (one made with other settings: a :class:`RunError` naming ``action``); otherwise metrics is None and
+    ``resume`` says whether an unfinished run is there to continue."""
+    run = RunDir(path)
+    if run.metrics_path.is_file():
+        check_settings(path, settings, action)
+        return run.read_metrics(), False
+    return None, run.settings_path.is_file()
 
 
 def validate_inputs(settings: RunSettings) -> None:

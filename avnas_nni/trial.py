@@ -59,8 +59,8 @@ from avnas_nni.errors import AVNASError, SettingsError
 from avnas_nni.pipeline import (
     PROFILES,
     RunSettings,
-    check_settings,
     load_run_model,
+    reusable_run,
     run_method,
     run_search,
     run_train,
@@ -202,12 +202,10 @@ def trial_run_dir(settings: RunSettings, output_dir: str | os.PathLike | None = 
 
 def _run(command: str, settings: RunSettings, out: Path, on_epoch: Any) -> dict[str, Any]:
     """The trial's run in ``out``: read back when finished, continued when it holds an unfinished run."""
-    run = RunDir(out)
-    if run.metrics_path.is_file():
-        check_settings(out, settings, "reusing a finished trial run")
+    metrics, resume = reusable_run(out, settings, "reusing a finished trial run")
+    if metrics is not None:
         logger.info("%s: finished by an earlier trial of this configuration; reporting its result", out)
-        return run.read_metrics()
-    resume = run.settings_path.is_file()
+        return metrics
     if resume:
         logger.info("%s: continuing the unfinished run of an earlier trial of this configuration", out)
     return {"search": run_search, "train": run_train, "method": run_method}[command](

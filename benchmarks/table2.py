@@ -41,7 +41,7 @@ from avnas_nni.metrics import average_precision_at_k, mean_ci95
 from avnas_nni.pipeline import (
     PROFILES,
     RunSettings,
-    check_settings,
+    reusable_run,
     run_method,
     run_search,
     run_train,
@@ -137,13 +137,10 @@ def run_row(row: Row, bits: int, seed: int, base: dict[str, Any], work: Path, pr
     settings = _settings(row, bits, seed, base, work)
     out = _run_dir(work, row, bits, seed)
     run_dir = RunDir(out)
-    cached = run_dir.metrics_path.is_file()
-    if cached:
-        # a cached result counts only for the very same settings (another profile or epoch count: another --work)
-        check_settings(out, settings, "reusing a finished run (choose another --work to rerun)")
-        metrics = run_dir.read_metrics()
-    else:
-        resume = run_dir.settings_path.is_file()
+    # a cached result counts only for the very same settings (another profile or epoch count: another --work)
+    metrics, resume = reusable_run(out, settings, "reusing a finished run (choose another --work to rerun)")
+    cached = metrics is not None
+    if not cached:
         if resume:
             logger.info("%s, %d bits, seed %d: resuming %s", row.name, bits, seed, out)
         if row.command == "derive":
