@@ -27,6 +27,7 @@ from nni_experiments import NNICTL, REPO, get
 from system_programs import free_port
 
 DEADLINE_S = 300
+SETTLE_S = 6
 
 
 def _running_trial_with_a_checkpoint(exp_dir: Path, deadline: float) -> tuple[str, int, Path]:
@@ -60,15 +61,31 @@ def _config(root: Path, tiny_data: str, **extra) -> dict:
             "trainingService": {"platform": "local", "useActiveGpu": False}, **extra}
 
 
-def _wait_for_end(port: int, deadline: float, ends: tuple[str, ...]) -> str | None:
-    status = None
+def _wait_for_end(port: int, deadline: float, ends: tuple[str, ...], seeds: tuple[int, ...] = ()) -> list[dict]:
+    """The experiment's trial jobs once it has ended: status in ``ends``, no trial WAITING or RUNNING, every seed
+    in ``seeds`` has a SUCCEEDED trial, and all of that unchanged on two polls ``SETTLE_S`` apart.
+
+    A single poll is not enough: NNI 3.0's manager reports TUNER_NO_MORE_TRIAL while a trial the tuner has issued
+    waits in its own queue, invisible to ``trial-jobs`` until the next dispatch (after a resume the grid's next
+    point arrives that way). Raises AssertionError naming the last status and trials when ``deadline`` passes or
+    the experiment ends in ERROR/STOPPED.
+    """
+    status, jobs, settled = None, [], None
     while time.monotonic() < deadline:
-        status = get(port, "check-status")["status"]
-        running = [job for job in get(port, "trial-jobs") if job["status"] in ("WAITING", "RUNNING")]
-        if status in ("ERROR", "STOPPED") or (status in ends and not running):
+        status, jobs = get(port, "check-status")["status"], get(port, "trial-jobs")
+        if status in ("ERROR", "STOPPED"):
             break
-        time.sleep(2)
-    return status
+        done = {json.loads(job["hyperParameters"][0])["parameters"]["seed"] for job in jobs
+                if job["status"] == "SUCCEEDED"}
+        ended = (status in ends and not any(job["status"] in ("WAITING", "RUNNING") for job in jobs)
+                 and set(seeds) <= done)
+        snapshot = (status, sorted((job["trialJobId"], job["status"]) for job in jobs))
+        if ended and settled == snapshot:
+            return jobs
+        settled = snapshot if ended else None
+        time.sleep(SETTLE_S if ended else 2)
+    raise AssertionError(f"the experiment did not end as {ends} with seeds {seeds} done: last status {status!r}, "
+                         f"trials {[(job['trialJobId'], job['status']) for job in jobs]}")
 
 
 def test_a_killed_trial_does_not_stop_the_others_and_keeps_its_epochs(tiny_data, tmp_path, capsys):
@@ -81,9 +98,7 @@ def test_a_killed_trial_does_not_stop_the_others_and_keeps_its_epochs(tiny_data,
         deadline = time.monotonic() + DEADLINE_S
         killed, pid, run_dir = _running_trial_with_a_checkpoint(root / exp_id, deadline)
         os.kill(pid, signal.SIGKILL)  # the worker, as the OOM killer would
-        status = _wait_for_end(port, deadline, ("DONE",))
-        assert status == "DONE", f"experiment {exp_id} ended as {status!r}"
-        jobs = {job["trialJobId"]: job for job in get(port, "trial-jobs")}
+        jobs = {job["trialJobId"]: job for job in _wait_for_end(port, deadline, ("DONE",))}
         assert jobs[killed]["status"] == "FAILED"
         reason = f"avnas trial: the worker (pid {pid}) was killed by SIGKILL from outside the trial"
         trial_dir = root / exp_id / "environments" / "local-env" / "trials" / killed
@@ -116,9 +131,7 @@ def test_nnictl_resume_continues_the_unfinished_trials(tiny_data, tmp_path):
         resumed = subprocess.run([str(NNICTL), "resume", exp_id, "--port", str(port)], capture_output=True,
                                  text=True, timeout=120, cwd=root)
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-        status = _wait_for_end(port, deadline, ("DONE", "NO_MORE_TRIAL", "TUNER_NO_MORE_TRIAL"))
-        assert status in ("DONE", "NO_MORE_TRIAL", "TUNER_NO_MORE_TRIAL"), f"{exp_id} ended as {status!r}"
-        jobs = get(port, "trial-jobs")
+        jobs = _wait_for_end(port, deadline, ("DONE", "NO_MORE_TRIAL", "TUNER_NO_MORE_TRIAL"), seeds=(1, 2))
     finally:
         subprocess.run([str(NNICTL), "stop", exp_id], capture_output=True, text=True, timeout=120)
     finals: dict[int, set[float]] = {}
