@@ -13,6 +13,7 @@ from avnas_nni.ops import (
     CrossSSM,
     GatedAttention,
     Mamba,
+    MultiheadAttention,
     ResidualMamba,
     SelfAttention,
     SelfSSM,
@@ -195,6 +196,38 @@ def test_explicit_heads_must_divide_dim():
     assert str(err.value) == "SelfAttention: num_heads=5 does not divide dim=24"
     with pytest.raises(ValueError, match="CrossAttention: num_heads=7 does not divide dim=24"):
         CrossAttention(24, num_heads=7)
+
+
+@pytest.mark.parametrize("dim,self_attention", [(48, True), (96, False), (768, True)])
+def test_attention_matches_torchs_module_forward_and_backward(dim, self_attention):
+    """The batched-matmul path equals torch.nn.MultiheadAttention with the same weights, outputs and gradients."""
+    torch.manual_seed(0)
+    ours = MultiheadAttention(dim, 12)
+    ref = torch.nn.MultiheadAttention(dim, 12, batch_first=True)
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 25, dim, requires_grad=True)
+    y = x if self_attention else torch.randn(3, 19, dim, requires_grad=True)
+    results = []
+    for module in (ours, ref):
+        out = module(x, y, y, need_weights=False)[0]
+        results.append((out, *torch.autograd.grad(out.square().sum(), [x, module.in_proj_weight])))
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    weights = ours(x, y, y)[1]  # weights asked for: torch's own path, which returns them
+    assert weights is not None and weights.shape == (3, 25, y.shape[1])
+
+
+def test_attention_dropout_acts_on_the_weights_while_training_only():
+    torch.manual_seed(0)
+    attn = MultiheadAttention(24, 6, dropout=0.5)
+    x = torch.randn(4, 25, 24)
+    attn.eval()
+    plain = attn(x, x, x, need_weights=False)[0]
+    attn.train()
+    dropped = attn(x, x, x, need_weights=False)[0]
+    assert not torch.allclose(plain, dropped)
+    attn.dropout = 0.0
+    torch.testing.assert_close(attn(x, x, x, need_weights=False)[0], plain)
 
 
 # ---------------------------------------------------------------- Conv

@@ -9,7 +9,8 @@ Importing this package registers every operator; build them with :func:`build_op
 This package imports torch only.
 """
 
-from . import binary, fusion, interaction, mamba, sequence, unary
+from . import attention, binary, fusion, interaction, mamba, sequence, unary
+from .attention import MultiheadAttention
 from .binary import Add, Hadamard
 from .fusion import GatedAttention
 from .interaction import CrossAttention, CrossSSM
@@ -33,12 +34,14 @@ __all__ = [
     "Hadamard",
     "LayerNorm",
     "Mamba",
+    "MultiheadAttention",
     "ResidualMamba",
     "SelfAttention",
     "SelfSSM",
     "SiLU",
     "Skip",
     "UnknownOpError",
+    "attention",
     "binary",
     "build_op",
     "cuda_scan_available",

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import scan as _scan
+from .attention import MultiheadAttention
 from .mamba import CausalDepthwiseConv1d, init_dt_proj_, s4d_real_a_log
 from .registry import ParameterFreeOp, register
 
@@ -147,7 +148,7 @@ class SelfAttention(nn.Module):
     def __init__(self, dim: int, *, num_heads: int | None = None, attn_dropout: float = 0.0) -> None:
         super().__init__()
         heads = resolve_num_heads(dim, num_heads, type(self).__name__)
-        self.attn = nn.MultiheadAttention(dim, heads, dropout=attn_dropout, batch_first=True)
+        self.attn = MultiheadAttention(dim, heads, dropout=attn_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, m, d) -> (batch, m, d)."""
