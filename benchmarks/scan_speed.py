@@ -1,5 +1,6 @@
 """Speed of the package's own selective scan against the plain reference loop (``selective_scan_ref``, as in
-mamba-ssm) and, on CUDA with mamba-ssm installed, against mamba-ssm's fused kernel (``selective_scan_fn``).
+mamba-ssm), on CPU against the package's fused numba scan (``selective_scan_fused``, serial whatever ``--threads``)
+and, on CUDA with mamba-ssm installed, against mamba-ssm's fused kernel (``selective_scan_fn``).
 
 Run ``python -m benchmarks.scan_speed [--batch 32 --length 25 --dim 1536 --d-state 16 --threads 2
 --repeats 5] [--device cpu|cuda] [--json PATH]``. Every scan gets the inputs of a Mamba block's scan (D, z gate,
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 
 from avnas_nni.ops.scan import _mamba_scan_fn, cuda_scan_available, selective_scan_ref, selective_scan_torch
+from avnas_nni.ops.scan_cpu import fused_scan_available, selective_scan_fused
 from benchmarks._common import save_json
 
 __all__ = ["main", "run_benchmark"]
@@ -65,8 +67,11 @@ def _forward_backward(
 
 
 def _contenders(device: torch.device) -> dict[str, Callable[..., torch.Tensor]]:
-    """The scans to time: own and reference everywhere, mamba-ssm's fused kernel on CUDA when it imports."""
+    """The scans to time: own and reference everywhere, the fused numba scan on CPU, mamba-ssm's fused kernel on
+    CUDA when it imports."""
     scans = {"own": selective_scan_torch, "reference": selective_scan_ref}
+    if device.type == "cpu" and fused_scan_available():
+        scans["fused"] = selective_scan_fused
     if device.type == "cuda" and cuda_scan_available():
         scans["kernel"] = _mamba_scan_fn()
     return scans
@@ -87,8 +92,9 @@ def run_benchmark(
     Returns
     -------
     dict
-        Sizes, thread count, device, per-run and median wall seconds of each scan (``own``, ``reference`` and,
-        on CUDA with mamba-ssm, ``kernel``), the ratios reference / own and own / kernel, median process CPU
+        Sizes, thread count, device, per-run and median wall seconds of each scan (``own``, ``reference``, on CPU
+        ``fused``, on CUDA with mamba-ssm ``kernel``), the ratios reference / own, own / fused and own / kernel,
+        median process CPU
         seconds (less sensitive to other load), and the largest absolute difference of each scan's output and
         input gradients from the own scan's.
     """
@@ -131,6 +137,8 @@ def run_benchmark(
             result[f"{label}_max_abs_diff_grad"] = max((grads[k] - own_grads[k]).abs().max().item() for k in grads)
     if "kernel" in scans:
         result["own_over_kernel"] = round(median["own"] / median["kernel"], 2)
+    if "fused" in scans:
+        result["own_over_fused"] = round(median["own"] / median["fused"], 2)
     return result
 
 
@@ -165,17 +173,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"median of {result['repeats']}"
     )
     names = {"own": "own scan (selective_scan_torch)", "reference": "reference loop (selective_scan_ref)",
-             "kernel": "mamba-ssm kernel (selective_scan_fn)"}
+             "fused": "fused CPU scan (selective_scan_fused)", "kernel": "mamba-ssm kernel (selective_scan_fn)"}
     for key, label in names.items():
         if f"{key}_median_seconds" in result:
             print(f"{label:<38}{result[f'{key}_median_seconds']:.4f} s "
                   f"(CPU time of the process {result[f'{key}_median_cpu_seconds']:.4f} s)")
     print(f"ratio reference / own                 {result['speedup']:.2f}x")
+    if "own_over_fused" in result:
+        print(f"ratio own / fused                     {result['own_over_fused']:.2f}x")
     if "own_over_kernel" in result:
         print(f"ratio own / kernel                    {result['own_over_kernel']:.2f}x")
     elif args.device == "cuda":
         print("mamba-ssm's kernel is not available (mamba-ssm or its selective_scan_cuda extension missing)")
-    for key in ("reference", "kernel"):
+    for key in ("reference", "fused", "kernel"):
         if f"{key}_max_abs_diff_output" in result:
             print(f"max |{key} - own|: output {result[f'{key}_max_abs_diff_output']:.2e}, "
                   f"gradients {result[f'{key}_max_abs_diff_grad']:.2e}")

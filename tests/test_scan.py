@@ -9,8 +9,9 @@ import sys
 import pytest
 import torch
 
-from avnas_nni.ops import scan
+from avnas_nni.ops import scan, scan_cpu
 from avnas_nni.ops.scan import cuda_scan_available, selective_scan, selective_scan_ref, selective_scan_torch
+from avnas_nni.ops.scan_cpu import fused_scan_available, selective_scan_fused
 
 
 def naive_scan(*tensors, **kwargs):
@@ -72,10 +73,9 @@ def test_own_scan_matches_naive_loop_fp32(use_D, use_z, use_bias, softplus, grou
     want = naive_scan(inp["u"], inp["delta"], inp["A"], inp["B"], inp["C"], **kwargs)
     assert got.dtype == torch.float32 and got.shape == inp["u"].shape
     torch.testing.assert_close(got, want.float(), atol=1e-5, rtol=1e-5)
-    # the dispatcher on CPU is the own scan
-    torch.testing.assert_close(
-        selective_scan(inp["u"], inp["delta"], inp["A"], inp["B"], inp["C"], **kwargs), got, atol=0, rtol=0
-    )
+    # the dispatcher on CPU runs one of the own scans (the fused one for (batch, N, L) B and C on one thread)
+    dispatched = selective_scan(inp["u"], inp["delta"], inp["A"], inp["B"], inp["C"], **kwargs)
+    torch.testing.assert_close(dispatched, want.float(), atol=1e-5, rtol=1e-5)
 
 
 def test_scan_has_memory_across_time():
@@ -112,6 +112,89 @@ def test_own_scan_low_precision_returns_input_dtype():
     assert y.dtype == torch.bfloat16
     want = naive_scan(*args, D=inp["D"], delta_softplus=True)
     torch.testing.assert_close(y.double(), want, atol=0.1, rtol=0.05)
+
+
+# ---------------------------------------------------------------- the fused CPU scan (numba kernels)
+
+
+@pytest.mark.parametrize("use_D,use_z,use_bias,softplus", OPTION_COMBOS)
+def test_fused_scan_matches_naive_loop_fp32(use_D, use_z, use_bias, softplus):
+    inp = make_inputs()
+    kwargs = {"D": inp["D"] if use_D else None, "z": inp["z"] if use_z else None,
+              "delta_bias": inp["delta_bias"] if use_bias else None, "delta_softplus": softplus}
+    got = selective_scan_fused(inp["u"], inp["delta"], inp["A"], inp["B"], inp["C"], **kwargs)
+    want = naive_scan(inp["u"], inp["delta"], inp["A"], inp["B"], inp["C"], **kwargs)
+    assert got.dtype == torch.float32 and got.shape == inp["u"].shape
+    torch.testing.assert_close(got, want.float(), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("with_options", [False, True])
+def test_fused_scan_gradcheck_fp64(with_options):
+    inp = make_inputs(batch=2, dim=4, length=5, d_state=3, dtype=torch.float64, seed=1)
+    names = ["u", "delta", "A", "B", "C"] + (["D", "z", "delta_bias"] if with_options else [])
+    tensors = [inp[name].clone().requires_grad_() for name in names]
+
+    def fn(*args):
+        return selective_scan_fused(**dict(zip(names, args, strict=True)), delta_softplus=with_options)
+
+    assert torch.autograd.gradcheck(fn, tensors, eps=1e-6, atol=1e-6)
+
+
+def test_fused_scan_equals_the_torch_scan_across_batch_chunks_forward_and_backward():
+    """Supernet-like shapes, a batch split over several exp(delta*A) chunks (the last one partial)."""
+    inp = make_inputs(batch=23, dim=64, length=25, d_state=16, seed=4)
+    assert len(scan_cpu._row_chunks(inp["u"], 16)) >= 3
+    results = []
+    for fn in (selective_scan_fused, selective_scan_torch):
+        leaves = {k: v.clone().requires_grad_() for k, v in inp.items()}
+        y = fn(**leaves, delta_softplus=True)
+        y.square().sum().backward()
+        results.append((y, {k: v.grad for k, v in leaves.items()}))
+    (y_fused, g_fused), (y_torch, g_torch) = results
+    torch.testing.assert_close(y_fused, y_torch, atol=1e-5, rtol=1e-5)
+    for name in inp:
+        torch.testing.assert_close(g_fused[name], g_torch[name], atol=1e-4, rtol=1e-4, msg=name)
+
+
+def test_fused_scan_passes_nan_on_and_is_first_order_only():
+    inp = make_inputs()
+    inp["u"][0, 0, 3] = float("nan")
+    y = selective_scan_fused(**inp)
+    assert torch.isnan(y[0, 0, 3:]).all() and torch.isfinite(y[1:]).all()
+    leaves = {k: v.clone().requires_grad_() for k, v in make_inputs().items()}
+    (grad_u,) = torch.autograd.grad(selective_scan_fused(**leaves).sum(), [leaves["u"]], create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|differentiate twice"):
+        grad_u.sum().backward()
+
+
+@pytest.fixture
+def scan_calls(monkeypatch):
+    """Which implementation the dispatcher calls: a list that fills with "fused" / "torch"."""
+    calls = []
+    fused, own = scan.selective_scan_fused, scan.selective_scan_torch
+    monkeypatch.setattr(scan, "selective_scan_fused", lambda *a, **k: calls.append("fused") or fused(*a, **k))
+    monkeypatch.setattr(scan, "selective_scan_torch", lambda *a, **k: calls.append("torch") or own(*a, **k))
+    return calls
+
+
+def test_dispatch_fused_on_one_cpu_thread_torch_scan_otherwise(scan_calls, monkeypatch):
+    assert fused_scan_available()
+    inp = make_inputs()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        selective_scan(**inp)
+        selective_scan(**make_inputs(groups=3))  # channel groups: the kernels take (batch, N, L) B and C only
+        rest = [inp[k] for k in ("delta", "A", "B", "C")]
+        torch.jit.trace(lambda u: selective_scan(u, *rest), inp["u"], check_trace=False)  # ONNX export traces
+        with monkeypatch.context() as patch:
+            patch.setattr(scan, "fused_scan_available", lambda: False)  # numba missing
+            selective_scan(**inp)
+        torch.set_num_threads(2)  # more threads: torch's scan parallelises, the kernels are serial
+        selective_scan(**inp)
+    finally:
+        torch.set_num_threads(threads)
+    assert scan_calls == ["fused", "torch", "torch", "torch", "torch"]
 
 
 @pytest.mark.parametrize(
@@ -201,7 +284,7 @@ def test_probe_accepts_working_install_but_cpu_tensors_use_own_scan(fresh_mamba_
     assert fn is not None and fn.__module__ == "mamba_ssm.ops.selective_scan_interface"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert cuda_scan_available()
-    inp = make_inputs()
+    inp = make_inputs(groups=2)  # channel groups: the torch scan, not the fused one
     torch.testing.assert_close(selective_scan(**inp), selective_scan_torch(**inp), atol=0, rtol=0)
 
 

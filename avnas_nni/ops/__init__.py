@@ -6,10 +6,10 @@ Importing this package registers every operator; build them with :func:`build_op
     op_names("M")                      # ['FFN', 'MLP', 'Conv', 'SelfAttention', 'SelfSSM', 'Skip']
     conv = build_op("M", "Conv", 768, kernel_size=4)
 
-This package imports torch only.
+This package imports torch only (and numba, lazily, on the first fused CPU scan: :mod:`.scan_cpu`).
 """
 
-from . import attention, binary, fusion, interaction, mamba, sequence, unary
+from . import attention, binary, fusion, interaction, mamba, scan_cpu, sequence, unary
 from .attention import MultiheadAttention
 from .binary import Add, Hadamard
 from .fusion import GatedAttention
@@ -53,6 +53,7 @@ __all__ = [
     "resolve_num_heads",
     "selective_scan",
     "selective_scan_torch",
+    "scan_cpu",
     "sequence",
     "unary",
 ]

@@ -2,7 +2,8 @@
 
 One entry point, :func:`selective_scan`, with mamba-ssm's ``selective_scan_fn`` signature and layout.
 On a CUDA tensor, and when mamba-ssm and its compiled extension import, it calls mamba-ssm's fused
-kernel; everywhere else it runs :func:`selective_scan_torch`, this module's own pure-PyTorch scan.
+kernel; on CPU with one torch thread, the fused numba kernels of :mod:`.scan_cpu`; everywhere else (and
+while tracing for export) :func:`selective_scan_torch`, this module's own pure-PyTorch scan.
 mamba-ssm is optional: nothing here needs it.
 
 The recurrence, per batch element b, channel d and state n::
@@ -21,6 +22,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from .scan_cpu import fused_scan_available, selective_scan_fused
 
 __all__ = ["cuda_scan_available", "selective_scan", "selective_scan_ref", "selective_scan_torch"]
 
@@ -141,7 +144,9 @@ def selective_scan_torch(
     batch 32 × dim 1536: 0.15–0.20 s vs 0.64–0.73 s when ``exp(delta*A)`` and ``delta*B*u`` were
     computed for all steps at once (this function until issue 14); the supernet's batch 192 × dim 96:
     59 ms vs 135–179 ms; stacking the states then one matmul with C, a hand-written autograd.Function
-    and a ``selective_scan_ref``-style loop were all slower (``python -m benchmarks.scan_speed``).
+    of torch ops and a ``selective_scan_ref``-style loop were all slower (``python -m benchmarks.scan_speed``).
+    The compiled kernels of :mod:`.scan_cpu` are faster still on one thread; this function stays the
+    portable, multi-threaded and double-differentiable scan.
     """
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     dtype_in = u.dtype
@@ -218,7 +223,10 @@ def selective_scan(
     -----
     mamba-ssm's CUDA kernel is used when :func:`cuda_scan_available`, u is on a CUDA device and u is
     float32/float16/bfloat16 (the kernel has no float64); A, D and delta_bias are then passed in
-    float32, as the kernel requires. Otherwise :func:`selective_scan_torch` runs.
+    float32, as the kernel requires. On CPU, with one torch intra-op thread and B, C without channel
+    groups, :func:`~avnas_nni.ops.scan_cpu.selective_scan_fused` runs (serial compiled kernels, first-order
+    gradients). Otherwise, and while ``torch.jit`` traces or ``torch.compile`` compiles,
+    :func:`selective_scan_torch` runs.
     """
     if u.is_cuda and u.dtype in _CUDA_SCAN_DTYPES and cuda_scan_available():
         _check_shapes(u, delta, A, B, C, D, z, delta_bias)
@@ -234,6 +242,10 @@ def selective_scan(
             delta_bias=None if delta_bias is None else delta_bias.float(),
             delta_softplus=delta_softplus,
         )
+    if (u.device.type == "cpu" and B.dim() == 3 and C.dim() == 3 and torch.get_num_threads() == 1
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling() and fused_scan_available()):
+        _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+        return selective_scan_fused(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 
