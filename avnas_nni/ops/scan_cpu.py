@@ -144,11 +144,14 @@ class _FusedScan(torch.autograd.Function):
         Bt, Ct = B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()  # (batch, L, N)
         y = torch.empty_like(u)
         arrays = [_numpy(x) for x in (u, delta, Bt, Ct, y)]
+        decays = []
         for rows in _row_chunks(u, A.shape[1]):
             dA = torch.exp(delta[rows].unsqueeze(-1) * A[:, None, :])
             forward_kernel(arrays[0][rows], arrays[1][rows], _numpy(dA), arrays[2][rows], arrays[3][rows],
                            arrays[4][rows])
+            decays.append(dA)
         ctx.save_for_backward(u, delta, A, Bt, Ct)
+        ctx.decays = decays
         return y
 
     @staticmethod
@@ -160,8 +163,7 @@ class _FusedScan(torch.autograd.Function):
         gA, gB, gC = torch.zeros_like(A), torch.zeros_like(Bt), torch.zeros_like(Ct)
         u_, delta_, A_, Bt_, Ct_, gy_, gu_, gdelta_, gA_, gB_, gC_ = (
             _numpy(x) for x in (u, delta, A, Bt, Ct, gy.contiguous(), gu, gdelta, gA, gB, gC))
-        for rows in _row_chunks(u, A.shape[1]):
-            dA = torch.exp(delta[rows].unsqueeze(-1) * A[:, None, :])
+        for rows, dA in zip(_row_chunks(u, A.shape[1]), ctx.decays, strict=True):
             backward_kernel(u_[rows], delta_[rows], A_, _numpy(dA), Bt_[rows], Ct_[rows], gy_[rows], gu_[rows],
                             gdelta_[rows], gA_, gB_[rows], gC_[rows])
         return gu, gdelta, gA, gB.transpose(1, 2), gC.transpose(1, 2)
