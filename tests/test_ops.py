@@ -11,6 +11,7 @@ from avnas_nni.ops import (
     OPS,
     CrossAttention,
     CrossSSM,
+    Dropout,
     GatedAttention,
     Mamba,
     MultiheadAttention,
@@ -228,6 +229,29 @@ def test_attention_dropout_acts_on_the_weights_while_training_only():
     assert not torch.allclose(plain, dropped)
     attn.dropout = 0.0
     torch.testing.assert_close(attn(x, x, x, need_weights=False)[0], plain)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_dropout_keeps_1_minus_p_scales_the_kept_and_follows_the_torch_seed(p):
+    drop = Dropout(p).train()
+    x = torch.ones(200, 25, 40, requires_grad=True)
+    torch.manual_seed(7)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.01  # 200,000 draws: 4+ standard deviations
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / (1 - p)))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, y.detach())  # the gradient is the same mask and scale
+    torch.manual_seed(7)
+    assert torch.equal(drop(x), y)  # a seed repeats the masks
+    assert not torch.equal(drop(x), y)  # the next call draws new ones
+    drop.eval()
+    assert drop(x) is x
+
+
+def test_ffn_and_mlp_use_the_fast_dropout():
+    assert isinstance(build_op("M", "FFN", DIM).dropout, Dropout)
+    assert isinstance(build_op("M", "MLP", DIM).dropout, Dropout)
 
 
 # ---------------------------------------------------------------- Conv

@@ -9,9 +9,10 @@ Importing this package registers every operator; build them with :func:`build_op
 This package imports torch only (and numba, lazily, on the first fused CPU scan: :mod:`.scan_cpu`).
 """
 
-from . import attention, binary, fusion, interaction, mamba, scan_cpu, sequence, unary
+from . import attention, binary, dropout, fusion, interaction, mamba, scan_cpu, sequence, unary
 from .attention import MultiheadAttention
 from .binary import Add, Hadamard
+from .dropout import Dropout
 from .fusion import GatedAttention
 from .interaction import CrossAttention, CrossSSM
 from .mamba import Mamba, ResidualMamba
@@ -28,6 +29,7 @@ __all__ = [
     "PAPER_ORDER",
     "Add",
     "Conv",
+    "Dropout",
     "CrossAttention",
     "CrossSSM",
     "GatedAttention",
@@ -44,6 +46,7 @@ __all__ = [
     "attention",
     "binary",
     "build_op",
+    "dropout",
     "cuda_scan_available",
     "fusion",
     "interaction",

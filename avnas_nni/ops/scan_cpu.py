@@ -3,7 +3,7 @@
 :func:`~avnas_nni.ops.scan.selective_scan_torch` runs the recurrence as ~7 small torch ops per time step and
 autograd adds ~15 more per step backward; on the embedded data's shapes each op touches a (batch, dim, N) slice of
 about a megabyte, so a scan is bound by op dispatch and memory traffic, not arithmetic. Here ``exp(delta*A)`` is one
-vectorised torch op per chunk of batch rows (made again for the backward), and the rest runs per (batch, channel)
+vectorised torch op per chunk of batch rows (kept for the backward), and the rest runs per (batch, channel)
 in compiled loops whose (L, N) working set stays in L1:
 
 forward::
@@ -133,9 +133,10 @@ def _row_chunks(u: torch.Tensor, d_state: int) -> list[slice]:
 class _FusedScan(torch.autograd.Function):
     """y = scan(u, delta, A, B, C) for (batch, dim, L) u and delta, (dim, N) A, (batch, N, L) B and C.
 
-    ``exp(delta*A)`` is made per chunk of batch rows, forward and again backward, rather than once for the whole
-    batch and saved: a (batch, dim, L, N) block is tens of megabytes at the supernet's shapes, and allocating and
-    faulting it in cost more than the exponentials (forward at batch 192 × dim 96: 35 ms whole, 9 ms chunked).
+    ``exp(delta*A)`` is made per chunk of batch rows of about a megabyte, and the chunks are kept for the backward:
+    one (batch, dim, L, N) block is tens of megabytes at the supernet's shapes, and allocating and faulting it in
+    at once cost more than the exponentials (forward at batch 192 × dim 96: 35 ms whole, 9 ms chunked); making
+    the chunks again in the backward cost more than keeping them (forward + backward 27 vs 19 ms).
     """
 
     @staticmethod

@@ -14,6 +14,7 @@ from torch import nn
 
 from . import scan as _scan
 from .attention import MultiheadAttention
+from .dropout import Dropout
 from .mamba import CausalDepthwiseConv1d, init_dt_proj_, s4d_real_a_log
 from .registry import ParameterFreeOp, register
 
@@ -76,7 +77,7 @@ class FFN(nn.Module):
     def __init__(self, dim: int, *, dropout: float = 0.1) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, 4 * dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.fc2 = nn.Linear(4 * dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -99,7 +100,7 @@ class MLP(nn.Module):
     def __init__(self, dim: int, *, dropout: float = 0.1) -> None:
         super().__init__()
         self.fc = nn.Linear(dim, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, m, d) -> (batch, m, d)."""
