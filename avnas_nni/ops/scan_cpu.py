@@ -147,7 +147,7 @@ class _FusedScan(torch.autograd.Function):
         arrays = [_numpy(x) for x in (u, delta, Bt, Ct, y)]
         decays = []
         for rows in _row_chunks(u, A.shape[1]):
-            dA = torch.exp(delta[rows].unsqueeze(-1) * A[:, None, :])
+            dA = (delta[rows].unsqueeze(-1) * A[:, None, :]).exp_()
             forward_kernel(arrays[0][rows], arrays[1][rows], _numpy(dA), arrays[2][rows], arrays[3][rows],
                            arrays[4][rows])
             decays.append(dA)
