@@ -60,10 +60,13 @@ def test_a_search_run_records_where_alpha_started_and_how_it_moved(tiny_data, tm
     assert sorted(history["epoch"].unique()) == [0, 1, 2]
     sums = history.groupby(["epoch", "cell"])["probability"].sum()
     assert sums.to_numpy() == pytest.approx(1.0, abs=1e-5)
-    last = history[history["epoch"] == 2].set_index(["cell", "candidate"])["probability"]
-    assert all(last[(cell, name)] == pytest.approx(p, abs=1e-6) for cell, probs in record["probs"].items()
+    # the exported probabilities are those after the best validation epoch (W*, α* restored): its history row
+    rows = pd.read_csv(tmp_path / "run" / "history.csv")
+    search = rows[rows["stage"] == "search"]
+    best = int(search.loc[search["val_mAP"].idxmax(), "epoch"])  # the first of equal scores, as the strategy keeps
+    kept = history[history["epoch"] == best + 1].set_index(["cell", "candidate"])["probability"]
+    assert all(kept[(cell, name)] == pytest.approx(p, abs=1e-6) for cell, probs in record["probs"].items()
                for name, p in probs.items())
     assert (tmp_path / "run" / "alpha_history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    rows = pd.read_csv(tmp_path / "run" / "history.csv")
     entropy = rows.loc[rows["stage"] == "search", "alpha_entropy"]
     assert len(entropy) == 2 and entropy.between(0, 1).all()
