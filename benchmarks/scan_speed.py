@@ -23,8 +23,14 @@ from typing import Any
 
 import torch
 
-from avnas_nni.ops.scan import _mamba_scan_fn, cuda_scan_available, selective_scan_ref, selective_scan_torch
-from avnas_nni.ops.scan_cpu import fused_scan_available, selective_scan_fused
+from avnas_nni.ops.scan import (
+    _mamba_scan_fn,
+    cuda_scan_available,
+    selective_scan_fused,
+    selective_scan_ref,
+    selective_scan_torch,
+)
+from avnas_nni.ops.scan_cpu import fused_scan_available
 from benchmarks._common import save_json
 
 __all__ = ["main", "run_benchmark"]

@@ -10,8 +10,14 @@ import pytest
 import torch
 
 from avnas_nni.ops import scan, scan_cpu
-from avnas_nni.ops.scan import cuda_scan_available, selective_scan, selective_scan_ref, selective_scan_torch
-from avnas_nni.ops.scan_cpu import fused_scan_available, selective_scan_fused
+from avnas_nni.ops.scan import (
+    cuda_scan_available,
+    selective_scan,
+    selective_scan_fused,
+    selective_scan_ref,
+    selective_scan_torch,
+)
+from avnas_nni.ops.scan_cpu import fused_scan_available
 
 
 def naive_scan(*tensors, **kwargs):
@@ -154,6 +160,16 @@ def test_fused_scan_equals_the_torch_scan_across_batch_chunks_forward_and_backwa
     torch.testing.assert_close(y_fused, y_torch, atol=1e-5, rtol=1e-5)
     for name in inp:
         torch.testing.assert_close(g_fused[name], g_torch[name], atol=1e-4, rtol=1e-4, msg=name)
+
+
+def test_fused_scan_checks_shapes_and_refuses_channel_groups():
+    inp = make_inputs(groups=2)
+    with pytest.raises(ValueError, match="channel groups need selective_scan_torch"):
+        selective_scan_fused(**inp)
+    inp = make_inputs()
+    inp["D"] = torch.zeros(7)
+    with pytest.raises(ValueError, match="D must be"):
+        selective_scan_fused(**inp)
 
 
 def test_fused_scan_passes_nan_on_and_is_first_order_only():

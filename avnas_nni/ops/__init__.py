@@ -17,7 +17,7 @@ from .fusion import GatedAttention
 from .interaction import CrossAttention, CrossSSM
 from .mamba import Mamba, ResidualMamba
 from .registry import KINDS, OPS, PAPER_ORDER, UnknownOpError, build_op, op_names, register
-from .scan import cuda_scan_available, selective_scan, selective_scan_torch
+from .scan import cuda_scan_available, selective_scan, selective_scan_fused, selective_scan_torch
 from .sequence import FFN, MLP, Conv, SelfAttention, SelfSSM, Skip, resolve_num_heads
 from .unary import LayerNorm, SiLU
 
@@ -55,6 +55,7 @@ __all__ = [
     "register",
     "resolve_num_heads",
     "selective_scan",
+    "selective_scan_fused",
     "selective_scan_torch",
     "scan_cpu",
     "sequence",

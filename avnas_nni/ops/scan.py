@@ -23,9 +23,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .scan_cpu import fused_scan_available, selective_scan_fused
+from .scan_cpu import fused_recurrence, fused_scan_available
 
-__all__ = ["cuda_scan_available", "selective_scan", "selective_scan_ref", "selective_scan_torch"]
+__all__ = [
+    "cuda_scan_available", "selective_scan", "selective_scan_fused", "selective_scan_ref", "selective_scan_torch",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -149,37 +151,71 @@ def selective_scan_torch(
     portable, multi-threaded and double-differentiable scan.
     """
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    return _scan_with(_torch_recurrence, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+def selective_scan_fused(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+) -> torch.Tensor:
+    """The selective scan through the fused CPU kernels of :mod:`.scan_cpu` (first-order gradients).
+
+    Same arguments and result as :func:`selective_scan`, with B and C as (batch, N, L) (no channel groups) and
+    CPU tensors; needs :func:`~avnas_nni.ops.scan_cpu.fused_scan_available`. Computes in float32, or float64 when
+    u is float64, and returns u's dtype.
+    """
+    _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    if B.dim() != 3 or C.dim() != 3:
+        raise ValueError("selective_scan_fused: B and C must be (batch, N, L); channel groups need "
+                         "selective_scan_torch")
+    return _scan_with(fused_recurrence, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+def _scan_with(recurrence, u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> torch.Tensor:
+    """What the torch and fused scans share around their recurrence: Δ's bias and softplus before, the D skip
+    and the silu(z) gate after, all in float32 (float64 for float64 u), the result in u's dtype."""
     dtype_in = u.dtype
     compute = torch.promote_types(dtype_in, torch.float32)
-    dim = u.shape[1]
     delta = delta.to(compute)
     if delta_bias is not None:
         delta = delta + delta_bias.to(compute)[:, None]
     if delta_softplus:
         delta = F.softplus(delta)
     u_c = u.to(compute)
+    y = recurrence(u_c, delta, A.to(compute), B.to(compute), C.to(compute))
+    if D is not None:
+        y = y + u_c * D.to(compute)[:, None]
+    if z is not None:
+        y = y * F.silu(z.to(compute))
+    return y.to(dtype_in)
+
+
+def _torch_recurrence(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                      C: torch.Tensor) -> torch.Tensor:
+    """y of the recurrence in torch ops (see :func:`selective_scan_torch`'s notes); inputs in the compute dtype."""
+    dim = u.shape[1]
     # time-major and contiguous copies of the small (batch, dim, L) and (batch, N, L) tensors only, so that
     # each step's slices are dense
     delta_t = delta.transpose(1, 2).contiguous().unsqueeze(-1)  # (batch, L, dim, 1)
-    delta_u = delta_t * u_c.transpose(1, 2).contiguous().unsqueeze(-1)  # (batch, L, dim, 1)
-    A_c = A.to(compute)
-    inputs = _time_major(B.to(compute), dim)  # (batch, L, 1 or dim, N)
-    readout = _time_major(C.to(compute), dim)
+    delta_u = delta_t * u.transpose(1, 2).contiguous().unsqueeze(-1)  # (batch, L, dim, 1)
+    inputs = _time_major(B, dim)  # (batch, L, 1 or dim, N)
+    readout = _time_major(C, dim)
 
     ys = []
     state: torch.Tensor | None = None
     for delta_s, delta_u_s, input_s, readout_s in zip(delta_t.unbind(1), delta_u.unbind(1), inputs.unbind(1),
                                                       readout.unbind(1), strict=True):
         drive = delta_u_s * input_s  # (batch, dim, N)
-        state = drive if state is None else torch.exp(delta_s * A_c) * state + drive
+        state = drive if state is None else torch.exp(delta_s * A) * state + drive
         ys.append((state * readout_s).sum(-1))
-    y = torch.stack(ys, dim=-1)  # (batch, dim, L)
-
-    if D is not None:
-        y = y + u_c * D.to(compute)[:, None]
-    if z is not None:
-        y = y * F.silu(z.to(compute))
-    return y.to(dtype_in)
+    return torch.stack(ys, dim=-1)  # (batch, dim, L)
 
 
 def selective_scan(
@@ -224,7 +260,7 @@ def selective_scan(
     mamba-ssm's CUDA kernel is used when :func:`cuda_scan_available`, u is on a CUDA device and u is
     float32/float16/bfloat16 (the kernel has no float64); A, D and delta_bias are then passed in
     float32, as the kernel requires. On CPU, with one torch intra-op thread and B, C without channel
-    groups, :func:`~avnas_nni.ops.scan_cpu.selective_scan_fused` runs (serial compiled kernels, first-order
+    groups, :func:`selective_scan_fused` runs (serial compiled kernels, first-order
     gradients). Otherwise, and while ``torch.jit`` traces or ``torch.compile`` compiles,
     :func:`selective_scan_torch` runs.
     """
@@ -244,7 +280,6 @@ def selective_scan(
         )
     if (u.device.type == "cpu" and B.dim() == 3 and C.dim() == 3 and torch.get_num_threads() == 1
             and not torch.jit.is_tracing() and not torch.compiler.is_compiling() and fused_scan_available()):
-        _check_shapes(u, delta, A, B, C, D, z, delta_bias)
         return selective_scan_fused(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
