@@ -32,6 +32,7 @@ import functools
 import logging
 from typing import Any
 
+import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
@@ -147,7 +148,8 @@ class _FusedScan(torch.autograd.Function):
         arrays = [_numpy(x) for x in (u, delta, Bt, Ct, y)]
         decays = []
         for rows in _row_chunks(u, A.shape[1]):
-            dA = (delta[rows].unsqueeze(-1) * A[:, None, :]).exp_()
+            dA = delta[rows].unsqueeze(-1) * A[:, None, :]
+            np.exp(_numpy(dA), out=_numpy(dA))
             forward_kernel(arrays[0][rows], arrays[1][rows], _numpy(dA), arrays[2][rows], arrays[3][rows],
                            arrays[4][rows])
             decays.append(dA)
