@@ -3,8 +3,8 @@
 :func:`~avnas_nni.ops.scan.selective_scan_torch` runs the recurrence as ~7 small torch ops per time step and
 autograd adds ~15 more per step backward; on the embedded data's shapes each op touches a (batch, dim, N) slice of
 about a megabyte, so a scan is bound by op dispatch and memory traffic, not arithmetic. Here ``exp(delta*A)`` is one
-vectorised torch op per chunk of batch rows (kept for the backward), and the rest runs per (batch, channel)
-in compiled loops whose (L, N) working set stays in L1:
+vectorised product and exp (numpy's SIMD exp) per ~1 MB chunk of batch rows, kept for the backward, and the rest
+runs per (batch, channel) in compiled loops whose (L, N) working set stays in L1:
 
 forward::
 
@@ -22,8 +22,8 @@ thread (the thread policy's choice for small work, :mod:`avnas_nni.threads`); wi
 parallelises. ``delta_bias``, softplus, ``D`` and ``z`` stay torch ops around the kernel (autograd differentiates
 them). The backward is first-order only (``once_differentiable``); the torch scan stays the double-differentiable
 one. Forward + backward on one thread, L 25, N 16, ``python -m benchmarks.scan_speed --threads 1``
-(``benchmarks/results/issue14_speed/``): batch 192 × dim 96 (the supernet's M cells) 23 ms vs the torch scan's
-42 ms; batch 32 × dim 1536 (the paper's d_inner) 50 vs 124 ms.
+(``benchmarks/results/issue14_speed/``): batch 192 × dim 96 (the supernet's M cells) 18.5 ms vs the torch scan's
+41.8 ms; batch 32 × dim 1536 (the paper's d_inner) 46.5 vs 150.3 ms.
 """
 
 from __future__ import annotations
