@@ -52,7 +52,6 @@ def _kernels() -> tuple[Any, Any] | None:
     """The compiled (forward, backward) kernels, or None when numba does not import (then the torch scan runs)."""
     try:
         import numba
-        import numpy as np
     except ImportError as exc:  # numba comes with the package's dependencies; a broken install must not break it
         logger.debug("numba is unavailable (%s): the fused CPU scan is off", exc)
         return None
