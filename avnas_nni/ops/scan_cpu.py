@@ -144,13 +144,12 @@ class _FusedScan(torch.autograd.Function):
         forward_kernel, _ = _kernels()
         Bt, Ct = B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()  # (batch, L, N)
         y = torch.empty_like(u)
-        arrays = [_numpy(x) for x in (u, delta, Bt, Ct, y)]
+        u_, delta_, Bt_, Ct_, y_ = (_numpy(x) for x in (u, delta, Bt, Ct, y))
         decays = []
         for rows in _row_chunks(u, A.shape[1]):
             dA = delta[rows].unsqueeze(-1) * A[:, None, :]
             np.exp(_numpy(dA), out=_numpy(dA))
-            forward_kernel(arrays[0][rows], arrays[1][rows], _numpy(dA), arrays[2][rows], arrays[3][rows],
-                           arrays[4][rows])
+            forward_kernel(u_[rows], delta_[rows], _numpy(dA), Bt_[rows], Ct_[rows], y_[rows])
             decays.append(dA)
         ctx.save_for_backward(u, delta, A, Bt, Ct)
         ctx.decays = decays
