@@ -6,6 +6,7 @@ import itertools
 import logging
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -146,10 +147,9 @@ def test_fused_scan_gradcheck_fp64(with_options):
     assert torch.autograd.gradcheck(fn, tensors, eps=1e-6, atol=1e-6)
 
 
-def test_fused_scan_equals_the_torch_scan_across_batch_chunks_forward_and_backward():
-    """Supernet-like shapes, a batch split over several exp(delta*A) chunks (the last one partial)."""
-    inp = make_inputs(batch=23, dim=64, length=25, d_state=16, seed=4)
-    assert len(scan_cpu._row_chunks(inp["u"], 16)) >= 3
+def test_fused_scan_equals_the_torch_scan_across_channel_blocks_forward_and_backward():
+    """Supernet-like shapes, channels split over several kernel blocks (the last one partial)."""
+    inp = make_inputs(batch=5, dim=2 * scan_cpu._BLOCK + 24, length=25, d_state=16, seed=4)
     results = []
     for fn in (selective_scan_fused, selective_scan_torch):
         leaves = {k: v.clone().requires_grad_() for k, v in inp.items()}
@@ -160,6 +160,23 @@ def test_fused_scan_equals_the_torch_scan_across_batch_chunks_forward_and_backwa
     torch.testing.assert_close(y_fused, y_torch, atol=1e-5, rtol=1e-5)
     for name in inp:
         torch.testing.assert_close(g_fused[name], g_torch[name], atol=1e-4, rtol=1e-4, msg=name)
+
+
+def test_fused_scan_float32_exp_is_within_about_one_ulp_and_clamped_at_the_ends():
+    _, _, exp_kernel = scan_cpu._kernels()
+    x = np.concatenate([np.linspace(-87.3, 88.3, 400_001), -np.random.default_rng(0).exponential(5, 100_000)])
+    x = x[x > -87.3].astype(np.float32)
+    got = np.empty_like(x)
+    exp_kernel(x, got)
+    want = np.exp(x.astype(np.float64))
+    ulps = np.abs(got - want) / np.spacing(want.astype(np.float32))
+    assert ulps.max() < 1.5
+    ends = np.array([-88.5, -1e4, -np.inf, 90.0, np.inf, np.nan], dtype=np.float32)
+    got = np.empty_like(ends)
+    exp_kernel(ends, got)
+    assert (got[:3] == 0).all()  # exp is subnormal or 0 there
+    assert np.isfinite(got[3:5]).all() and (got[3:5] > 2e38).all()  # clamped at exp(88.37)
+    assert np.isnan(got[5])
 
 
 def test_fused_scan_checks_shapes_and_refuses_channel_groups():

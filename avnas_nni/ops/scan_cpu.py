@@ -2,15 +2,18 @@
 
 :func:`~avnas_nni.ops.scan.selective_scan_torch` runs the recurrence as ~7 small torch ops per time step and
 autograd adds ~15 more per step backward; on the embedded data's shapes each op touches a (batch, dim, N) slice of
-about a megabyte, so a scan is bound by op dispatch and memory traffic, not arithmetic. Here ``exp(delta*A)`` is one
-vectorised product and exp (numpy's SIMD exp) per ~1 MB chunk of batch rows, kept for the backward, and the rest
-runs per (batch, channel) in compiled loops whose (L, N) working set stays in L1:
+about a megabyte, so a scan is bound by op dispatch and memory traffic, not arithmetic. Here it runs in compiled
+loops over channels last, (batch, L, dim): every innermost loop runs along the contiguous channel axis, so it
+vectorises whatever N is (loops over N = 16 did not: the compiler's vector loop wants more iterations), and
+``exp(delta*A)`` is made inside the loops by a polynomial exp the compiler vectorises (numba's ``math.exp`` is a
+scalar libm call, and this llvmlite has no SVML). Nothing of size (batch, dim, L, N) is stored: the backward
+makes the decays and states again for one block of channels at a time:
 
 forward::
 
-    h_t = dA_t * h_{t-1} + (delta_t * u_t) * B_t,      y_t = sum_n h_t * C_t
+    h_t = dA_t * h_{t-1} + (delta_t * u_t) * B_t,      y_t = sum_n h_t * C_t,      dA_t = exp(delta_t * A)
 
-backward, with g_t = dLoss/dh_t (a reverse recurrence), then independent across t::
+backward, with g_t = dLoss/dh_t (a reverse recurrence)::
 
     g_t      = g_{t+1} * dA_{t+1} + gy_t * C_t
     x_t      = g_t * dA_t * h_{t-1}
@@ -21,15 +24,16 @@ The kernels are serial: :func:`~avnas_nni.ops.scan.selective_scan` uses them on 
 thread (the thread policy's choice for small work, :mod:`avnas_nni.threads`); with more threads torch's own scan
 parallelises. ``delta_bias``, softplus, ``D`` and ``z`` stay torch ops around the kernel (autograd differentiates
 them). The backward is first-order only (``once_differentiable``); the torch scan stays the double-differentiable
-one. Forward + backward on one thread, L 25, N 16, ``python -m benchmarks.scan_speed --threads 1``
-(``benchmarks/results/issue14_speed/``): batch 192 × dim 96 (the supernet's M cells) 18.5 ms vs the torch scan's
-41.8 ms; batch 32 × dim 1536 (the paper's d_inner) 46.5 vs 150.3 ms.
+one. float64 inputs take libm's exp (for the precise checks), float32 the polynomial (within 1.02 ulp of exp
+where exp is a normal float, checked in the tests). Speeds: ``python -m benchmarks.scan_speed``
+(``benchmarks/results/issue14_speed/``).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 from typing import Any
 
 import numpy as np
@@ -43,76 +47,141 @@ logger = logging.getLogger(__name__)
 # numba's fast-math flags that allow vectorising the sums over the state (reassociation) and fused
 # multiply-adds; not nnan/ninf, so NaN and inf propagate as in the torch scan.
 _FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
-# exp(delta*A) is made per chunk of batch rows of about this many elements (4 bytes each: ~1 MB, cache-sized)
-_CHUNK_ELEMENTS = 2**18
+
+# exp(x) = 2^k * exp(r), k = round(x / ln 2), r = x - k ln 2 in [-ln2/2, ln2/2] (ln 2 split in two for an exact
+# k ln 2); exp(r) by the degree-7 minimax polynomial of Cephes' expf; 2^k written into the exponent bits. x is
+# clamped to [_EXP_MIN, _EXP_MAX], branch-free (a select per element halved the kernels' speed): at the bottom
+# k = -127, whose exponent bits make 2^k = 0, so exp(x) = 0 for x < ~-87.7 (exp is subnormal there, < 1.2e-38: a
+# state decay of nothing either way); at the top exp(88.37) = 2.4e38 stands for anything larger (the scan's
+# decays are exp of non-positive numbers).
+_LOG2E, _LN2_HI, _LN2_LO = 1.4426950408889634, 0.693359375, -2.12194440e-4
+_EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
+_EXP_MIN, _EXP_MAX = -88.0296, 88.37
+# channels per block of the backward, whose (L + 1, N, block) decays and states then stay in L2
+# (2 x 26 x 16 x 128 x 4 B = 426 KB); 64 and 256 were no faster at dim 96, 192 and 1536
+_BLOCK = 128
 
 
 @functools.cache
-def _kernels() -> tuple[Any, Any] | None:
-    """The compiled (forward, backward) kernels, or None when numba does not import (then the torch scan runs)."""
+def _kernels() -> tuple[Any, Any, Any] | None:
+    """The compiled (forward, backward, exp) kernels, or None when numba does not import (the torch scan runs)."""
     try:
         import numba
+        from llvmlite import ir
+        from numba import types
+        from numba.extending import intrinsic, overload
     except ImportError as exc:  # numba comes with the package's dependencies; a broken install must not break it
         logger.debug("numba is unavailable (%s): the fused CPU scan is off", exc)
         return None
     njit = numba.njit(cache=True, fastmath=_FASTMATH, boundscheck=False, nogil=True)
+    f32 = np.float32
+    log2e, ln2_hi, ln2_lo = f32(_LOG2E), f32(_LN2_HI), f32(_LN2_LO)
+    p0, p1, p2, p3, p4, p5 = (f32(c) for c in _EXP_POLY)
+    exp_min, exp_max, one, half = f32(_EXP_MIN), f32(_EXP_MAX), f32(1), f32(0.5)
+
+    @intrinsic
+    def pow2(typingctx, k):  # 2^k for a whole float32 k in [-126, 127] by writing the exponent bits; 0 for -127
+        if k != types.float32:
+            return None
+
+        def codegen(context, builder, signature, args):
+            i32 = ir.IntType(32)
+            bits = builder.shl(builder.add(builder.fptosi(args[0], i32), ir.Constant(i32, 127)), ir.Constant(i32, 23))
+            return builder.bitcast(bits, ir.FloatType())
+
+        return types.float32(k), codegen
+
+    @numba.njit(cache=True, fastmath={"contract", "nsz"}, nogil=True)  # no reassociation: Cody-Waite needs its order
+    def exp32(x):  # pragma: no cover - compiled; branch-free so that loops calling it vectorise
+        xc = min(max(x, exp_min), exp_max)  # NaN stays NaN
+        k = np.floor(xc * log2e + half)
+        r = xc - k * ln2_hi - k * ln2_lo
+        p = ((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5
+        return (p * r * r + r + one) * pow2(k)
+
+    def fast_exp(x):  # pragma: no cover - typed below
+        raise NotImplementedError
+
+    @overload(fast_exp, inline="always")
+    def _fast_exp(x):
+        if x == types.float32:
+            return lambda x: exp32(x)
+        return lambda x: math.exp(x)
 
     @njit
-    def forward(u, delta, dA, Bt, Ct, y):  # pragma: no cover - compiled
-        batch, dim, length = u.shape
-        d_state = Bt.shape[2]
-        h = np.empty(d_state, dtype=u.dtype)
-        for b in range(batch):
-            for d in range(dim):
-                for n in range(d_state):
-                    h[n] = 0
-                for t in range(length):
-                    du = delta[b, d, t] * u[b, d, t]
-                    acc = du * 0
-                    for n in range(d_state):
-                        state = dA[b, d, t, n] * h[n] + du * Bt[b, t, n]
-                        h[n] = state
-                        acc += state * Ct[b, t, n]
-                    y[b, d, t] = acc
+    def exp_kernel(x, out):  # pragma: no cover - compiled; exp32 over an array (for the tests)
+        for i in range(x.size):
+            out[i] = fast_exp(x[i])
 
     @njit
-    def backward(u, delta, A, dA, Bt, Ct, gy, gu, gdelta, gA, gB, gC):  # pragma: no cover - compiled
-        batch, dim, length = u.shape
+    def forward(u, delta, A, Bt, Ct, y):  # pragma: no cover - compiled
+        batch, length, dim = u.shape
         d_state = Bt.shape[2]
-        hs = np.empty((length + 1, d_state), dtype=u.dtype)  # h_{t-1} at row t
-        g = np.empty((length, d_state), dtype=u.dtype)
+        h = np.empty((d_state, dim), dtype=u.dtype)
         for b in range(batch):
-            for d in range(dim):
+            h[:] = 0
+            for t in range(length):
+                u_t, delta_t, y_t = u[b, t], delta[b, t], y[b, t]  # rows over channels: the loops vectorise
+                y_t[:] = 0
                 for n in range(d_state):
-                    hs[0, n] = 0
-                for t in range(length):
-                    du = delta[b, d, t] * u[b, d, t]
-                    for n in range(d_state):
-                        hs[t + 1, n] = dA[b, d, t, n] * hs[t, n] + du * Bt[b, t, n]
-                last = length - 1
-                for n in range(d_state):
-                    g[last, n] = gy[b, d, last] * Ct[b, last, n]
-                for t in range(length - 2, -1, -1):
-                    gyt = gy[b, d, t]
-                    for n in range(d_state):
-                        g[t, n] = g[t + 1, n] * dA[b, d, t + 1, n] + gyt * Ct[b, t, n]
-                for t in range(length):  # no dependence across t left: the loops over n vectorise
-                    dt, ut, gyt = delta[b, d, t], u[b, d, t], gy[b, d, t]
-                    dtu = dt * ut
-                    through_decay = dt * 0
-                    through_input = dt * 0
-                    for n in range(d_state):
-                        gn = g[t, n]
-                        x = gn * dA[b, d, t, n] * hs[t, n]
-                        through_decay += x * A[d, n]
-                        gA[d, n] += x * dt
-                        through_input += gn * Bt[b, t, n]
-                        gB[b, t, n] += gn * dtu
-                        gC[b, t, n] += gyt * hs[t + 1, n]
-                    gdelta[b, d, t] = through_decay + through_input * ut
-                    gu[b, d, t] = through_input * dt
+                    h_n, A_n, b_n, c_n = h[n], A[n], Bt[b, t, n], Ct[b, t, n]
+                    for k in range(dim):
+                        dt = delta_t[k]
+                        state = fast_exp(dt * A_n[k]) * h_n[k] + dt * u_t[k] * b_n
+                        h_n[k] = state
+                        y_t[k] += state * c_n
 
-    return forward, backward
+    @njit
+    def backward(u, delta, A, Bt, Ct, gy, gu, gdelta, gA, gB, gC):  # pragma: no cover - compiled
+        batch, length, dim = u.shape
+        d_state = Bt.shape[2]
+        block = min(dim, _BLOCK)
+        dA = np.zeros((length + 1, d_state, block), dtype=u.dtype)  # row L stays 0: no decay after the end
+        hs = np.empty((length + 1, d_state, block), dtype=u.dtype)  # h_{t-1} at row t
+        g = np.empty((d_state, block), dtype=u.dtype)  # g_t, overwritten going back in t
+        through_decay = np.empty(block, dtype=u.dtype)
+        through_input = np.empty(block, dtype=u.dtype)
+        for b in range(batch):
+            for d0 in range(0, dim, block):
+                d1 = min(d0 + block, dim)
+                width = d1 - d0
+                hs[0, :, :width] = 0
+                for t in range(length):
+                    u_t, delta_t = u[b, t, d0:d1], delta[b, t, d0:d1]
+                    for n in range(d_state):
+                        A_n, dA_tn, h_prev, h_next, b_n = A[n, d0:d1], dA[t, n], hs[t, n], hs[t + 1, n], Bt[b, t, n]
+                        for k in range(width):
+                            decay = fast_exp(delta_t[k] * A_n[k])
+                            dA_tn[k] = decay
+                            h_next[k] = decay * h_prev[k] + delta_t[k] * u_t[k] * b_n
+                g[:, :width] = 0
+                for t in range(length - 1, -1, -1):
+                    u_t, delta_t, gy_t = u[b, t, d0:d1], delta[b, t, d0:d1], gy[b, t, d0:d1]
+                    through_decay[:width] = 0
+                    through_input[:width] = 0
+                    for n in range(d_state):
+                        g_n, A_n, gA_n = g[n], A[n, d0:d1], gA[n, d0:d1]
+                        dA_next, dA_t, h_prev, h_t = dA[t + 1, n], dA[t, n], hs[t, n], hs[t + 1, n]
+                        b_n, c_n = Bt[b, t, n], Ct[b, t, n]
+                        sum_b = b_n * 0
+                        sum_c = b_n * 0
+                        for k in range(width):
+                            g_t = g_n[k] * dA_next[k] + gy_t[k] * c_n
+                            g_n[k] = g_t
+                            x = g_t * dA_t[k] * h_prev[k]
+                            through_decay[k] += x * A_n[k]
+                            gA_n[k] += x * delta_t[k]
+                            through_input[k] += g_t * b_n
+                            sum_b += g_t * delta_t[k] * u_t[k]
+                            sum_c += gy_t[k] * h_t[k]
+                        gB[b, t, n] += sum_b
+                        gC[b, t, n] += sum_c
+                    gdelta_t, gu_t = gdelta[b, t, d0:d1], gu[b, t, d0:d1]
+                    for k in range(width):
+                        gdelta_t[k] = through_decay[k] + through_input[k] * u_t[k]
+                        gu_t[k] = through_input[k] * delta_t[k]
+
+    return forward, backward, exp_kernel
 
 
 def fused_scan_available() -> bool:
@@ -124,50 +193,37 @@ def _numpy(tensor: torch.Tensor):
     return tensor.detach().numpy()
 
 
-def _row_chunks(u: torch.Tensor, d_state: int) -> list[slice]:
-    """Batch rows in chunks whose ``exp(delta*A)`` block, (rows, dim, L, N), is about a megabyte."""
-    step = max(1, _CHUNK_ELEMENTS // (u.shape[1] * u.shape[2] * d_state))
-    return [slice(start, start + step) for start in range(0, u.shape[0], step)]
-
-
 class _FusedScan(torch.autograd.Function):
     """y = scan(u, delta, A, B, C) for (batch, dim, L) u and delta, (dim, N) A, (batch, N, L) B and C.
 
-    ``exp(delta*A)`` is made per chunk of batch rows of about a megabyte, and the chunks are kept for the backward:
-    one (batch, dim, L, N) block is tens of megabytes at the supernet's shapes, and allocating and faulting it in
-    at once cost more than the exponentials (forward at batch 192 × dim 96: 35 ms whole, 9 ms chunked); making
-    the chunks again in the backward cost more than keeping them (forward + backward 27 vs 19 ms).
+    The kernels take channels last, (batch, L, dim), the layout the operators make u and delta in (the scan's
+    (batch, dim, L) arguments are usually transposed views of it, so the copies below are often no-ops). Only the
+    inputs are kept for the backward, which makes ``exp(delta*A)`` and the states again per block of channels:
+    cheaper than storing (batch, dim, L, N) tensors (tens of megabytes at the supernet's shapes) and reading them
+    back from memory.
     """
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C):
-        forward_kernel, _ = _kernels()
+        forward_kernel, _, _ = _kernels()
+        u_l, delta_l = (x.transpose(1, 2).contiguous() for x in (u, delta))  # (batch, L, dim)
+        A_t = A.t().contiguous()  # (N, dim)
         Bt, Ct = B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()  # (batch, L, N)
-        y = torch.empty_like(u)
-        u_, delta_, Bt_, Ct_, y_ = (_numpy(x) for x in (u, delta, Bt, Ct, y))
-        decays = []
-        for rows in _row_chunks(u, A.shape[1]):
-            dA = delta[rows].unsqueeze(-1) * A[:, None, :]
-            np.exp(_numpy(dA), out=_numpy(dA))
-            forward_kernel(u_[rows], delta_[rows], _numpy(dA), Bt_[rows], Ct_[rows], y_[rows])
-            decays.append(dA)
-        ctx.save_for_backward(u, delta, A, Bt, Ct)
-        ctx.decays = decays
-        return y
+        y = torch.empty_like(u_l)
+        forward_kernel(*(_numpy(x) for x in (u_l, delta_l, A_t, Bt, Ct, y)))
+        ctx.save_for_backward(u_l, delta_l, A_t, Bt, Ct)
+        return y.transpose(1, 2)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gy):
-        _, backward_kernel = _kernels()
-        u, delta, A, Bt, Ct = ctx.saved_tensors
-        gu, gdelta = torch.empty_like(u), torch.empty_like(u)
-        gA, gB, gC = torch.zeros_like(A), torch.zeros_like(Bt), torch.zeros_like(Ct)
-        u_, delta_, A_, Bt_, Ct_, gy_, gu_, gdelta_, gA_, gB_, gC_ = (
-            _numpy(x) for x in (u, delta, A, Bt, Ct, gy.contiguous(), gu, gdelta, gA, gB, gC))
-        for rows, dA in zip(_row_chunks(u, A.shape[1]), ctx.decays, strict=True):
-            backward_kernel(u_[rows], delta_[rows], A_, _numpy(dA), Bt_[rows], Ct_[rows], gy_[rows], gu_[rows],
-                            gdelta_[rows], gA_, gB_[rows], gC_[rows])
-        return gu, gdelta, gA, gB.transpose(1, 2), gC.transpose(1, 2)
+        _, backward_kernel, _ = _kernels()
+        u_l, delta_l, A_t, Bt, Ct = ctx.saved_tensors
+        gu, gdelta = torch.empty_like(u_l), torch.empty_like(u_l)
+        gA, gB, gC = torch.zeros_like(A_t), torch.zeros_like(Bt), torch.zeros_like(Ct)
+        gy_l = gy.transpose(1, 2).contiguous()
+        backward_kernel(*(_numpy(x) for x in (u_l, delta_l, A_t, Bt, Ct, gy_l, gu, gdelta, gA, gB, gC)))
+        return gu.transpose(1, 2), gdelta.transpose(1, 2), gA.t(), gB.transpose(1, 2), gC.transpose(1, 2)
 
 
 def fused_recurrence(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
@@ -178,4 +234,4 @@ def fused_recurrence(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: t
     :func:`~avnas_nni.ops.scan.selective_scan_fused` wraps it with the scan's arguments (D, z, delta_bias,
     softplus, dtypes) and checks the shapes; needs :func:`fused_scan_available`.
     """
-    return _FusedScan.apply(u.contiguous(), delta.contiguous(), A.contiguous(), B, C)
+    return _FusedScan.apply(u, delta, A, B, C)
