@@ -20,10 +20,13 @@ from avnas_nni.ops import (
     SelfSSM,
     UnknownOpError,
     build_op,
+    mamba,
     op_names,
     register,
     scan,
 )
+from avnas_nni.ops.conv_cpu import causal_conv_fused
+from avnas_nni.ops.mamba import CausalDepthwiseConv1d
 
 DIM = 24  # 12 heads divide it
 BATCH, LENGTH = 2, 9
@@ -275,6 +278,42 @@ def test_conv_is_causal_depthwise_and_keeps_length(kernel_size):
     x3 = x.clone()
     x3[:, :, 0] += 1.0
     assert torch.equal(conv(x3)[:, :, 1:], base[:, :, 1:])
+
+
+@pytest.mark.parametrize("kernel_size,length,bias", [(1, 6, True), (3, 12, True), (4, 25, False), (5, 3, True)])
+def test_fused_conv_equals_torchs_conv_forward_and_backward(kernel_size, length, bias):
+    """The numba kernels against torch's Conv1d, float64, lengths shorter and longer than the kernel."""
+    conv = CausalDepthwiseConv1d(DIM, kernel_size, bias=bias).double()
+    x = torch.randn(3, length, DIM, dtype=torch.float64).transpose(1, 2).requires_grad_()  # as the operators pass it
+    params = [x, conv.weight] + ([conv.bias] if bias else [])
+    got = causal_conv_fused(x, conv.weight, conv.bias)
+    want = torch.nn.Conv1d.forward(conv, x)[..., :length]
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
+    grads_got = torch.autograd.grad(got.square().sum(), params)
+    grads_want = torch.autograd.grad(want.square().sum(), params)
+    for g, w in zip(grads_got, grads_want, strict=True):
+        torch.testing.assert_close(g, w, atol=1e-10, rtol=1e-10)
+    leaves = [t.detach().clone().requires_grad_() for t in params]
+    assert torch.autograd.gradcheck(lambda x_, w_, *b_: causal_conv_fused(x_, w_, b_[0] if b_ else None), leaves)
+
+
+def test_conv_uses_the_kernels_on_one_cpu_thread_and_torch_otherwise(monkeypatch):
+    calls = []
+    monkeypatch.setattr(mamba, "causal_conv_fused", lambda *a: calls.append("fused") or causal_conv_fused(*a))
+    conv = CausalDepthwiseConv1d(DIM, 4)
+    x = torch.randn(2, DIM, 7)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = conv(x)
+        torch.set_num_threads(2)
+        two = conv(x)
+    finally:
+        torch.set_num_threads(threads)
+    assert calls == ["fused"]
+    torch.testing.assert_close(one, two, atol=1e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match="expected x \\(batch, channels, L\\)"):
+        causal_conv_fused(torch.zeros(2, DIM + 1, 7), conv.weight, conv.bias)
 
 
 def test_conv_rejects_bad_kernel():

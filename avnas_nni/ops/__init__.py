@@ -6,10 +6,10 @@ Importing this package registers every operator; build them with :func:`build_op
     op_names("M")                      # ['FFN', 'MLP', 'Conv', 'SelfAttention', 'SelfSSM', 'Skip']
     conv = build_op("M", "Conv", 768, kernel_size=4)
 
-This package imports torch only (and numba, lazily, on the first fused CPU scan: :mod:`.scan_cpu`).
+This package imports torch only (and numba, lazily, on the first CPU kernel call: :mod:`.scan_cpu`, :mod:`.conv_cpu`).
 """
 
-from . import attention, binary, dropout, fusion, interaction, mamba, scan_cpu, sequence, unary
+from . import attention, binary, conv_cpu, dropout, fusion, interaction, mamba, scan_cpu, sequence, unary
 from .attention import MultiheadAttention
 from .binary import Add, Hadamard
 from .dropout import Dropout
@@ -46,6 +46,7 @@ __all__ = [
     "attention",
     "binary",
     "build_op",
+    "conv_cpu",
     "cuda_scan_available",
     "dropout",
     "fusion",

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import scan as _scan
+from ._numba import serial_cpu
+from .conv_cpu import causal_conv_fused, fused_conv_available
 from .registry import register
 
 __all__ = ["CausalDepthwiseConv1d", "Mamba", "ResidualMamba", "init_dt_proj_", "s4d_real_a_log"]
@@ -45,7 +47,14 @@ class CausalDepthwiseConv1d(nn.Conv1d):
         super().__init__(channels, channels, kernel_size, groups=channels, padding=kernel_size - 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(batch, channels, L) -> (batch, channels, L)."""
+        """(batch, channels, L) -> (batch, channels, L).
+
+        On CPU with one torch thread (:func:`~avnas_nni.ops._numba.serial_cpu`) and float32/float64 input, the
+        numba kernels of :mod:`.conv_cpu` compute it (first-order gradients); otherwise torch's Conv1d.
+        """
+        if (x.dim() == 3 and x.dtype in (torch.float32, torch.float64) and x.dtype == self.weight.dtype
+                and serial_cpu(x) and fused_conv_available()):
+            return causal_conv_fused(x, self.weight, self.bias)
         return super().forward(x)[..., : x.shape[-1]]
 
 

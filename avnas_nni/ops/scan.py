@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ._numba import serial_cpu
 from .scan_cpu import fused_recurrence, fused_scan_available
 
 __all__ = [
@@ -278,8 +279,7 @@ def selective_scan(
             delta_bias=None if delta_bias is None else delta_bias.float(),
             delta_softplus=delta_softplus,
         )
-    if (u.device.type == "cpu" and B.dim() == 3 and C.dim() == 3 and torch.get_num_threads() == 1
-            and not torch.jit.is_tracing() and not torch.compiler.is_compiling() and fused_scan_available()):
+    if B.dim() == 3 and C.dim() == 3 and serial_cpu(u) and fused_scan_available():
         return selective_scan_fused(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 

@@ -40,13 +40,11 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
+from ._numba import FASTMATH, numba_or_none
+
 __all__ = ["fused_recurrence", "fused_scan_available"]
 
 logger = logging.getLogger(__name__)
-
-# numba's fast-math flags that allow vectorising the sums over the state (reassociation) and fused
-# multiply-adds; not nnan/ninf, so NaN and inf propagate as in the torch scan.
-_FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 
 # exp(x) = 2^k * exp(r), k = round(x / ln 2), r = x - k ln 2 in [-ln2/2, ln2/2] (ln 2 split in two for an exact
 # k ln 2); exp(r) by the degree-7 minimax polynomial of Cephes' expf; 2^k written into the exponent bits. x is
@@ -65,15 +63,14 @@ _BLOCK = 128
 @functools.cache
 def _kernels() -> tuple[Any, Any, Any] | None:
     """The compiled (forward, backward, exp) kernels, or None when numba does not import (the torch scan runs)."""
-    try:
-        import numba
-        from llvmlite import ir
-        from numba import types
-        from numba.extending import intrinsic, overload
-    except ImportError as exc:  # numba comes with the package's dependencies; a broken install must not break it
-        logger.debug("numba is unavailable (%s): the fused CPU scan is off", exc)
+    numba = numba_or_none()
+    if numba is None:
         return None
-    njit = numba.njit(cache=True, fastmath=_FASTMATH, boundscheck=False, nogil=True)
+    from llvmlite import ir
+    from numba import types
+    from numba.extending import intrinsic, overload
+
+    njit = numba.njit(cache=True, fastmath=FASTMATH, boundscheck=False, nogil=True)
     f32 = np.float32
     log2e, ln2_hi, ln2_lo = f32(_LOG2E), f32(_LN2_HI), f32(_LN2_LO)
     p0, p1, p2, p3, p4, p5 = (f32(c) for c in _EXP_POLY)
