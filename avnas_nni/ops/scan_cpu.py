@@ -33,82 +33,31 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 from typing import Any
 
 import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
-from ._numba import FASTMATH, numba_or_none
+from ._numba import FASTMATH, numba_or_none, vector_exp
 
 __all__ = ["fused_recurrence", "fused_scan_available"]
 
 logger = logging.getLogger(__name__)
 
-# exp(x) = 2^k * exp(r), k = round(x / ln 2), r = x - k ln 2 in [-ln2/2, ln2/2] (ln 2 split in two for an exact
-# k ln 2); exp(r) by the degree-7 minimax polynomial of Cephes' expf; 2^k written into the exponent bits. x is
-# clamped to [_EXP_MIN, _EXP_MAX], branch-free (a select per element halved the kernels' speed): at the bottom
-# k = -127, whose exponent bits make 2^k = 0, so exp(x) = 0 for x < ~-87.7 (exp is subnormal there, < 1.2e-38: a
-# state decay of nothing either way); at the top exp(88.37) = 2.4e38 stands for anything larger (the scan's
-# decays are exp of non-positive numbers).
-_LOG2E, _LN2_HI, _LN2_LO = 1.4426950408889634, 0.693359375, -2.12194440e-4
-_EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
-_EXP_MIN, _EXP_MAX = -88.0296, 88.37
 # channels per block of the backward, whose (L + 1, N, block) decays and states then stay in L2
 # (2 x 26 x 16 x 128 x 4 B = 426 KB); 64 and 256 were no faster at dim 96, 192 and 1536
 _BLOCK = 128
 
 
 @functools.cache
-def _kernels() -> tuple[Any, Any, Any] | None:
-    """The compiled (forward, backward, exp) kernels, or None when numba does not import (the torch scan runs)."""
+def _kernels() -> tuple[Any, Any] | None:
+    """The compiled (forward, backward) kernels, or None when numba does not import (the torch scan runs)."""
     numba = numba_or_none()
     if numba is None:
         return None
-    from llvmlite import ir
-    from numba import types
-    from numba.extending import intrinsic, overload
-
     njit = numba.njit(cache=True, fastmath=FASTMATH, boundscheck=False, nogil=True)
-    f32 = np.float32
-    log2e, ln2_hi, ln2_lo = f32(_LOG2E), f32(_LN2_HI), f32(_LN2_LO)
-    p0, p1, p2, p3, p4, p5 = (f32(c) for c in _EXP_POLY)
-    exp_min, exp_max, one, half = f32(_EXP_MIN), f32(_EXP_MAX), f32(1), f32(0.5)
-
-    @intrinsic
-    def pow2(typingctx, k):  # 2^k for a whole float32 k in [-126, 127] by writing the exponent bits; 0 for -127
-        if k != types.float32:
-            return None
-
-        def codegen(context, builder, signature, args):
-            i32 = ir.IntType(32)
-            bits = builder.shl(builder.add(builder.fptosi(args[0], i32), ir.Constant(i32, 127)), ir.Constant(i32, 23))
-            return builder.bitcast(bits, ir.FloatType())
-
-        return types.float32(k), codegen
-
-    @numba.njit(cache=True, fastmath={"contract", "nsz"}, nogil=True)  # no reassociation: Cody-Waite needs its order
-    def exp32(x):  # pragma: no cover - compiled; branch-free so that loops calling it vectorise
-        xc = min(max(x, exp_min), exp_max)  # NaN stays NaN
-        k = np.floor(xc * log2e + half)
-        r = xc - k * ln2_hi - k * ln2_lo
-        p = ((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5
-        return (p * r * r + r + one) * pow2(k)
-
-    def fast_exp(x):  # pragma: no cover - typed below
-        raise NotImplementedError
-
-    @overload(fast_exp, inline="always")
-    def _fast_exp(x):
-        if x == types.float32:
-            return lambda x: exp32(x)
-        return lambda x: math.exp(x)
-
-    @njit
-    def exp_kernel(x, out):  # pragma: no cover - compiled; exp32 over an array (for the tests)
-        for i in range(x.size):
-            out[i] = fast_exp(x[i])
+    fast_exp = vector_exp()
 
     @njit
     def forward(u, delta, A, Bt, Ct, y):  # pragma: no cover - compiled
@@ -178,7 +127,7 @@ def _kernels() -> tuple[Any, Any, Any] | None:
                         gdelta_t[k] = through_decay[k] + through_input[k] * u_t[k]
                         gu_t[k] = through_input[k] * delta_t[k]
 
-    return forward, backward, exp_kernel
+    return forward, backward
 
 
 def fused_scan_available() -> bool:
@@ -202,7 +151,7 @@ class _FusedScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C):
-        forward_kernel, _, _ = _kernels()
+        forward_kernel, _ = _kernels()
         u_l, delta_l = (x.transpose(1, 2).contiguous() for x in (u, delta))  # (batch, L, dim)
         A_t = A.t().contiguous()  # (N, dim)
         Bt, Ct = B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous()  # (batch, L, N)
@@ -214,7 +163,7 @@ class _FusedScan(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, gy):
-        _, backward_kernel, _ = _kernels()
+        _, backward_kernel = _kernels()
         u_l, delta_l, A_t, Bt, Ct = ctx.saved_tensors
         gu, gdelta = torch.empty_like(u_l), torch.empty_like(u_l)
         gA, gB, gC = torch.zeros_like(A_t), torch.zeros_like(Bt), torch.zeros_like(Ct)
