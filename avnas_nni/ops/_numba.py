@@ -1,5 +1,5 @@
-"""What the numba CPU kernels (:mod:`.scan_cpu`, :mod:`.conv_cpu`, :mod:`.attention_cpu`) share: the lazy numba
-import, the rule for when they run instead of torch's ops, and an exp that vectorises inside their loops."""
+"""What the numba CPU kernels (:mod:`.scan_cpu`, :mod:`.conv_cpu`) share: the lazy numba import, the rule for when
+they run instead of torch's ops, and an exp that vectorises inside their loops."""
 
 from __future__ import annotations
 
