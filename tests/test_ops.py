@@ -252,6 +252,29 @@ def test_dropout_keeps_1_minus_p_scales_the_kept_and_follows_the_torch_seed(p):
     assert drop(x) is x
 
 
+def test_dropout_masks_are_independent_across_elements_and_seeds():
+    drop = Dropout(0.5).train()
+    x = torch.ones(400_000)
+    torch.manual_seed(1)
+    a, b = drop(x) != 0, drop(x) != 0
+    for pair in (a[:-1] & a[1:], a[:-7] & a[7:], a & b):  # neighbours, a stride, two calls: P(both kept) = 1/4
+        assert abs(pair.float().mean().item() - 0.25) < 0.005  # 400,000 draws: 7 standard deviations
+
+
+def test_dropout_after_relu_is_relu_then_dropout_with_the_same_masks_and_gradient():
+    drop = Dropout(0.3).train()
+    x = torch.randn(50, 25, 40, dtype=torch.float64, requires_grad=True)
+    torch.manual_seed(3)
+    fused = drop.after_relu(x)
+    torch.manual_seed(3)
+    plain = drop(torch.relu(x))
+    torch.testing.assert_close(fused, plain)
+    (grad,) = torch.autograd.grad(fused.sum(), [x])
+    torch.testing.assert_close(grad, (fused.detach() > 0).double() / 0.7)
+    drop.eval()
+    torch.testing.assert_close(drop.after_relu(x), torch.relu(x))
+
+
 def test_ffn_and_mlp_use_the_fast_dropout():
     assert isinstance(build_op("M", "FFN", DIM).dropout, Dropout)
     assert isinstance(build_op("M", "MLP", DIM).dropout, Dropout)

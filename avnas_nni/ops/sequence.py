@@ -82,7 +82,7 @@ class FFN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, m, d) -> (batch, m, d)."""
-        return self.fc2(self.dropout(F.relu(self.fc1(x))))
+        return self.fc2(self.dropout.after_relu(self.fc1(x)))
 
 
 @register("M", "MLP")
