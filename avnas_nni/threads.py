@@ -25,6 +25,8 @@ import os
 import sys
 from dataclasses import dataclass
 
+from avnas_nni.allocator import keep_freed_memory
+
 __all__ = ["SMALL_WORK", "ThreadPlan", "available_cores", "free_cores", "plan_threads", "prepare_environment",
            "apply_thread_policy", "batch_work"]
 
@@ -125,7 +127,8 @@ def plan_threads(threads: int | None = None, work: int | None = None,
 
 
 def apply_thread_policy(threads: int | None = None, work: int | None = None) -> ThreadPlan:
-    """Prepare the environment and set torch's threads by :func:`plan_threads`; returns the plan.
+    """Prepare the environment and set torch's threads by :func:`plan_threads`; returns the plan. Also keeps freed
+    memory in the process (:func:`avnas_nni.allocator.keep_freed_memory`), so every entry point gets both.
 
     Safe to call more than once (a later call with a known ``work`` refines an earlier one); inter-op
     threads can only be set before torch's inter-op pool starts, so a refused change is ignored.
@@ -133,6 +136,7 @@ def apply_thread_policy(threads: int | None = None, work: int | None = None) -> 
     if not prepare_environment():
         logger.debug("torch was imported before the thread policy: OMP_WAIT_POLICY applies to child processes only")
     plan = plan_threads(threads, work)
+    keep_freed_memory()  # the other per-process runtime setting of training runs (see avnas_nni.allocator)
     import torch
 
     torch.set_num_threads(plan.intra_op)

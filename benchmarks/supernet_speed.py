@@ -83,6 +83,7 @@ def measure(strategy_name: str, data: str = "embedded", batch_size: int = 32, ba
 
     from avnas_nni.evaluator import make_evaluator
     from avnas_nni.pipeline import RunSettings, build_space
+    from avnas_nni.threads import apply_thread_policy
     from strategies import make_strategy
 
     class IterationTimer(Callback):
@@ -102,7 +103,7 @@ def measure(strategy_name: str, data: str = "embedded", batch_size: int = 32, ba
             self._sync(pl_module)
             self.seconds.append(time.perf_counter() - self._start)
 
-    torch.set_num_threads(threads)
+    apply_thread_policy(threads)  # as a run: these threads, and freed memory kept in the process
     pl.seed_everything(seed, verbose=False)
     settings = RunSettings.resolve("quick", strategy=strategy_name, data=data, bits=bits, batch_size=batch_size,
                                    seed=seed, device=device)
