@@ -53,13 +53,25 @@ def _error_lines(stderr: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def reference(tiny_data, tmp_path_factory):
-    """The uninterrupted run every interrupted one must reproduce."""
+    """The uninterrupted run every interrupted one must reproduce, and the temporary names of its durable writes
+    in order (which files a run writes depends on its numbers: a best.ckpt only when val mAP improved)."""
     out = tmp_path_factory.mktemp("ref") / "run"
-    return out, run_search(_settings(tiny_data), out)
+    writes, original = [], runs._write_fd
+
+    def record(fd: int, data: bytes) -> None:
+        writes.append(os.readlink(f"/proc/self/fd/{fd}"))
+        original(fd, data)
+
+    runs._write_fd = record
+    try:
+        metrics = run_search(_settings(tiny_data), out)
+    finally:
+        runs._write_fd = original
+    return out, metrics, writes
 
 
 def _same_result(out: Path, reference: tuple[Path, dict]) -> None:
-    ref_out, ref_metrics = reference
+    ref_out, ref_metrics, _ = reference
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_mAP@100"] == pytest.approx(ref_metrics["test_mAP@100"], abs=1e-12)
     assert json.loads((out / "arch.json").read_text())["arch"] == json.loads((ref_out / "arch.json").read_text())[
@@ -257,14 +269,15 @@ def test_disk_full_while_writing_weights(tmp_path, monkeypatch):
 
 # --- SIGKILL and SIGTERM (subprocesses) -----------------------------------------------------------------------------
 
-#: Durable writes of the tiny search, in order: settings.json, search last.ckpt of epochs 0 and 1,
-#: alpha_history.csv and .png, pruned_init.safetensors, arch.json, fine-tune best.ckpt and last.ckpt of epochs 0 and 1
-#: (val mAP improves in both), model.safetensors, history.csv, metrics.json. The kills land inside checkpoint writes
-#: of both stages and inside the writes of the pruned weights, arch.json and the final weights.
-@pytest.mark.parametrize("write, name", [(3, ".last.ckpt."), (6, ".pruned_init.safetensors."), (7, ".arch.json."),
-                                         (11, ".last.ckpt."), (12, ".model.safetensors.")])
+#: Where the kills land, as (temporary file name, which of its writes: 0 the first, -1 the last) in the reference
+#: run's durable writes (settings.json, the search's last.ckpt per epoch, alpha_history, pruned_init, arch.json, the
+#: fine-tune's best.ckpt when val mAP improved and last.ckpt per epoch, model.safetensors, history.csv, metrics.json):
+#: inside checkpoint writes of both stages and inside the writes of the pruned weights, arch.json and the final weights.
+@pytest.mark.parametrize("name, which", [(".last.ckpt.", 0), (".pruned_init.safetensors.", 0), (".arch.json.", 0),
+                                         (".last.ckpt.", -1), (".model.safetensors.", 0)])
 def test_sigkill_inside_a_write_then_resume_gives_the_uninterrupted_result(reference, tiny_data, tmp_path, caplog,
-                                                                          write, name):
+                                                                          name, which):
+    write = [i for i, path in enumerate(reference[2], start=1) if name in path][which]
     out = tmp_path / "run"
     killed = _python("tests/fault_driver.py", "kill-write", str(write), "--", "search", "--data", tiny_data,
                      "--out", str(out), *CLI_ARGS)
