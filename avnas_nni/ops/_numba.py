@@ -11,7 +11,7 @@ from types import ModuleType
 import numpy as np
 import torch
 
-__all__ = ["FASTMATH", "exp_into", "numba_or_none", "serial_cpu", "vector_exp"]
+__all__ = ["FASTMATH", "exp_into", "kernel_jit", "numba_or_none", "serial_cpu", "vector_exp"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,13 @@ def numba_or_none() -> ModuleType | None:
         logger.debug("numba is unavailable (%s): the CPU kernels are off", exc)
         return None
     return numba
+
+
+def kernel_jit():
+    """numba's ``njit`` as every kernel of the package compiles with it (cached on disk, :data:`FASTMATH`, no
+    bounds checks, GIL released), or None when numba does not import."""
+    numba = numba_or_none()
+    return None if numba is None else numba.njit(cache=True, fastmath=FASTMATH, boundscheck=False, nogil=True)
 
 
 def serial_cpu(tensor: torch.Tensor) -> bool:
@@ -108,7 +115,7 @@ def exp_into(x: np.ndarray, out: np.ndarray) -> None:
 def _exp_array():
     fast_exp = vector_exp()
 
-    @numba_or_none().njit(cache=True, fastmath=FASTMATH, boundscheck=False)
+    @kernel_jit()
     def exp_array(x, out):  # pragma: no cover - compiled
         for i in range(x.size):
             out[i] = fast_exp(x[i])

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from ._numba import FASTMATH, numba_or_none
+from ._numba import kernel_jit
 
 __all__ = ["causal_conv_fused", "fused_conv_available"]
 
@@ -34,10 +34,9 @@ logger = logging.getLogger(__name__)
 @functools.cache
 def _kernels() -> tuple[Any, Any] | None:
     """The compiled (forward, backward) kernels, or None when numba does not import."""
-    numba = numba_or_none()
-    if numba is None:
+    njit = kernel_jit()
+    if njit is None:
         return None
-    njit = numba.njit(cache=True, fastmath=FASTMATH, boundscheck=False, nogil=True)
 
     @njit
     def forward(x, w, bias, y):  # pragma: no cover - compiled

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ._numba import FASTMATH, numba_or_none
+from ._numba import kernel_jit
 
 __all__ = ["Dropout"]
 
@@ -30,10 +30,9 @@ logger = logging.getLogger(__name__)
 @functools.cache
 def _kernels() -> tuple[Any, Any, Any] | None:
     """The compiled (forward, backward, backward after a ReLU) kernels, or None when numba does not import."""
-    numba = numba_or_none()
-    if numba is None:
+    njit = kernel_jit()
+    if njit is None:
         return None
-    njit = numba.njit(cache=True, fastmath=FASTMATH, boundscheck=False, nogil=True)
     low32, golden, mul1, mul2 = np.uint64(0xFFFFFFFF), np.uint64(0x9E3779B9), np.uint64(0x7FEB352D), \
         np.uint64(0x846CA68B)
     s15, s16 = np.uint64(15), np.uint64(16)

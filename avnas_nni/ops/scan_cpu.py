@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
-from ._numba import FASTMATH, numba_or_none, vector_exp
+from ._numba import kernel_jit, vector_exp
 
 __all__ = ["fused_recurrence", "fused_scan_available"]
 
@@ -53,10 +53,9 @@ _BLOCK = 128
 @functools.cache
 def _kernels() -> tuple[Any, Any] | None:
     """The compiled (forward, backward) kernels, or None when numba does not import (the torch scan runs)."""
-    numba = numba_or_none()
-    if numba is None:
+    njit = kernel_jit()
+    if njit is None:
         return None
-    njit = numba.njit(cache=True, fastmath=FASTMATH, boundscheck=False, nogil=True)
     fast_exp = vector_exp()
 
     @njit
