@@ -109,7 +109,8 @@ class Dropout(nn.Dropout):
     Each call takes one draw of torch's global generator as its seed, so masks follow ``torch.manual_seed``
     exactly as torch's own dropout does (a seeded run repeats; a resumed run reseeds per batch). Element i is kept
     when a 32-bit hash of (seed, i) is ≥ p · 2³² (probability 1 − p up to 2⁻³²) and scaled by 1 / (1 − p). In place,
-    p = 0 or 1, evaluation, CUDA tensors, dtypes other than float32/float64 and a missing numba: torch's forward.
+    p = 0 or 1, evaluation, CUDA tensors, dtypes other than float32/float64, tensors of 2³² elements or more (the
+    hash counts elements in 32 bits) and a missing numba: torch's forward.
     Gradients are first-order only on the kernel path.
 
     Parameters
@@ -120,7 +121,7 @@ class Dropout(nn.Dropout):
 
     def _kernel_applies(self, x: torch.Tensor) -> bool:
         return (self.training and not self.inplace and x.device.type == "cpu" and 0 < self.p < 1
-                and x.dtype in (torch.float32, torch.float64) and x.numel() > 0 and _kernels() is not None)
+                and x.dtype in (torch.float32, torch.float64) and 0 < x.numel() < 2**32 and _kernels() is not None)
 
     def _apply_kernel(self, x: torch.Tensor, relu: bool) -> torch.Tensor:
         seed = int(torch.randint(0, 2**62, (1,)))
