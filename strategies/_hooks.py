@@ -15,8 +15,10 @@ from typing import Any
 
 import torch
 from nni.nas.oneshot.pytorch.supermodule.base import BaseSuperNetModule
+from nni.nas.oneshot.pytorch.supermodule.differentiable import DifferentiableMixedLayer
 
 from .diagnostics import argmax
+from .mixed_layer import FusedMixedLayer
 
 __all__ = ["ValidationForwardingMixin", "BestEpochMixin", "OrderedArchParametersMixin", "ArgmaxExportMixin",
            "AlphaBudgetMixin", "SeededDifferentiableMixin", "alpha_steps", "reseed_alphas", "step_seed",
@@ -240,6 +242,11 @@ class SeededDifferentiableMixin(ArgmaxExportMixin):
         return dict(arc_learning_rate=self.arc_learning_rate, gradient_clip_val=self.gradient_clip_val,
                     log_prob_every_n_step=self.log_prob_every_n_step, warmup_epochs=self.warmup_epochs,
                     penalty=getattr(self, "penalty", None))
+
+    def default_mutation_hooks(self):
+        # NNI's mixed layer with its weighted sum in place (same results), for every α strategy that uses it
+        return [FusedMixedLayer.mutate if hook == DifferentiableMixedLayer.mutate else hook
+                for hook in super().default_mutation_hooks()]
 
     def mutate_model(self, model):
         mutated = super().mutate_model(model)
