@@ -34,6 +34,7 @@ class _Mixture(torch.autograd.Function):
         for item, scale in zip(items[1:], scales[1:], strict=True):
             out.add_(item, alpha=scale)
         ctx.save_for_backward(weights, *items)
+        ctx.scales = scales  # the backward's w_k·g takes the same Python floats
         return out
 
     @staticmethod
@@ -44,9 +45,8 @@ class _Mixture(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             flat = grad.reshape(-1)
             grad_weights = torch.stack([torch.dot(flat, item.reshape(-1)) for item in items]).to(weights.dtype)
-        scales = weights.tolist()
         grad_items = [grad.mul(scale) if needed else None
-                      for scale, needed in zip(scales, ctx.needs_input_grad[1:], strict=True)]
+                      for scale, needed in zip(ctx.scales, ctx.needs_input_grad[1:], strict=True)]
         return (grad_weights, *grad_items)
 
 
